@@ -1,0 +1,42 @@
+// `tally`: the command-line entry point. Parses the subcommand and hands over to it. Later issues
+// add format, start, inspect, repl, submit and benchmark; each lives in its own file here.
+#include <cstdio>
+#include <cstring>
+
+#include "tally/constants.hpp"
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: tally <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  version    print the version and the client protocol release\n"
+    "  help       print this message\n";
+
+int command_version() {
+  const tally::u32 release = tally::release_server;
+  std::printf("tally %s (TigerBeetle client protocol %u.%u.%u)\n", TALLY_VERSION,
+              tally::release_major(release), tally::release_minor(release),
+              tally::release_patch(release));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(usage_text, stderr);
+    return 2;
+  }
+  const char* command = argv[1];
+  if (std::strcmp(command, "version") == 0 || std::strcmp(command, "--version") == 0) {
+    return command_version();
+  }
+  if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0) {
+    std::fputs(usage_text, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "tally: unknown command '%s'\n\n%s", command, usage_text);
+  return 2;
+}
