@@ -151,8 +151,19 @@ struct alignas(16) Header {
   struct Pong {
     u8 reserved[128];
   };
+  // One operation of the replicated log, as the primary prepared it (docs/vsr-protocol.md).
+  // The body is the request's body. Stored as-is in the WAL: its checksum identifies the op.
   struct Prepare {
-    u8 reserved[128];
+    u128 parent;            // The checksum of the prepare at op - 1: the log's hash chain.
+    u128 client;            // The requesting client; 0 for the primary's own operations.
+    u128 request_checksum;  // The request's checksum; 0 for the primary's own operations.
+    u128 checkpoint_id;     // Identifies the checkpoint this op builds on (superblock).
+    u64 op;                 // Position in the log; op 0 is the cluster's root prepare.
+    u64 commit;             // The primary's commit number when it prepared this op.
+    u64 timestamp;          // The operation's timestamp P (protocol §7.1).
+    u32 request;            // The client's request number.
+    Operation operation;
+    u8 reserved[35];
   };
   struct PrepareOk {
     u8 reserved[128];
@@ -522,8 +533,8 @@ inline HeaderError validate_eviction(const Header& header) {
   return HeaderError::none;
 }
 
-// The frame rules, then the command's own. Replica commands have no fields yet, so their part
-// must be all zero; the replica replaces this rule when it defines them.
+// The frame rules, then the command's own. Replica commands without defined fields yet must have
+// an all-zero part; the replica replaces this rule as it defines them.
 inline HeaderError validate_header(const Header& header) {
   const HeaderError frame = validate_frame(header);
   if (frame != HeaderError::none) return frame;
@@ -533,9 +544,11 @@ inline HeaderError validate_header(const Header& header) {
     case Command::ping_client: return validate_ping_client(header);
     case Command::pong_client: return validate_pong_client(header);
     case Command::eviction: return validate_eviction(header);
+    case Command::prepare:
+      if (!header_detail::zeroed(header.prepare.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
     case Command::ping:
     case Command::pong:
-    case Command::prepare:
     case Command::prepare_ok:
     case Command::commit:
     case Command::exit_view:
@@ -699,7 +712,16 @@ TALLY_HEADER_FIELD_(eviction.reason, 255);
 // Replica commands.
 TALLY_HEADER_FIELD_(ping.reserved, 128);
 TALLY_HEADER_FIELD_(pong.reserved, 128);
-TALLY_HEADER_FIELD_(prepare.reserved, 128);
+TALLY_HEADER_FIELD_(prepare.parent, 128);
+TALLY_HEADER_FIELD_(prepare.client, 144);
+TALLY_HEADER_FIELD_(prepare.request_checksum, 160);
+TALLY_HEADER_FIELD_(prepare.checkpoint_id, 176);
+TALLY_HEADER_FIELD_(prepare.op, 192);
+TALLY_HEADER_FIELD_(prepare.commit, 200);
+TALLY_HEADER_FIELD_(prepare.timestamp, 208);
+TALLY_HEADER_FIELD_(prepare.request, 216);
+TALLY_HEADER_FIELD_(prepare.operation, 220);
+TALLY_HEADER_FIELD_(prepare.reserved, 221);
 TALLY_HEADER_FIELD_(prepare_ok.reserved, 128);
 TALLY_HEADER_FIELD_(commit.reserved, 128);
 TALLY_HEADER_FIELD_(exit_view.reserved, 128);

@@ -405,9 +405,27 @@ TEST_SUITE("wire_header") {
     }
   }
 
-  TEST_CASE("replica commands: frame rules, and their reserved part must be zero") {
+  TEST_CASE("prepare: fields are free and the reserved tail must be zero") {
+    const Header valid = frame_make(Command::prepare, 1024);
+    check_breakages(
+        valid,
+        {
+            {"reserved[0]", [](Header& h) { h.prepare.reserved[0] = 1; },
+             HeaderError::reserved_nonzero},
+            {"reserved[34]", [](Header& h) { h.prepare.reserved[34] = 1; },
+             HeaderError::reserved_nonzero},
+            {"epoch", [](Header& h) { h.epoch = 1; }, HeaderError::epoch_nonzero},
+        });
+    Header with_fields = valid;
+    with_fields.prepare.parent = 7;
+    with_fields.prepare.op = 9;
+    with_fields.prepare.operation = tally::Operation::create_transfers;
+    CHECK(tally::validate_header(with_fields) == HeaderError::none);
+  }
+
+  TEST_CASE("replica commands without fields: frame rules and an all-zero part") {
     for (const Command command :
-         {Command::ping, Command::pong, Command::prepare, Command::prepare_ok, Command::commit,
+         {Command::ping, Command::pong, Command::prepare_ok, Command::commit,
           Command::exit_view, Command::join_view, Command::get_view, Command::get_headers,
           Command::get_prepare, Command::get_reply, Command::headers, Command::get_blocks,
           Command::block, Command::view}) {
