@@ -29,6 +29,7 @@ class IdTable {
   struct Slot {
     u32 fingerprint;
     u32 row_plus_one;
+    bool operator==(const Slot&) const = default;
   };
   static_assert(sizeof(Slot) == 8);
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <span>
 
 #include "src/base/assert.hpp"
@@ -39,6 +40,7 @@ class PostingLists {
     u32 last;
     u32 count;
     u32 last_fill;
+    bool operator==(const List&) const = default;
   };
 
   void init(u32 lists_max, u64 entries_max) {
@@ -110,9 +112,14 @@ class PostingLists {
       TALLY_ASSERT(entry > words[l.last + chunk_header_words + l.last_fill - 1],
                    "entries must be appended in ascending order");
     }
-    if (l.count == 0 || l.last_fill == words[l.last + 2]) {
+    // The last chunk's capacity follows from the count (see last_capacity()), so appending
+    // touches only the list head and the tail entry, not the chunk's header, which for a long
+    // chunk is another cache line.
+    const u32 capacity_last = l.count == 0 ? 0 : last_capacity(l);
+    TALLY_ASSERT_SLOW(l.count == 0 || capacity_last == words[l.last + 2]);
+    if (l.count == 0 || l.last_fill == capacity_last) {
       const u32 capacity =
-          l.count == 0 ? chunk_capacity_min : std::min(words[l.last + 2] * 2, chunk_capacity_max);
+          l.count == 0 ? chunk_capacity_min : std::min(capacity_last * 2, chunk_capacity_max);
       const u32 chunk = chunk_allocate(capacity);
       words[chunk + 1] = l.last;
       if (l.count == 0) {
@@ -209,6 +216,20 @@ class PostingLists {
   List& head_mutable(u32 list) {
     TALLY_ASSERT(list < list_count_, "list %u of %u", list, list_count_);
     return lists_.data()[list];
+  }
+
+  // Chunk k of a list holds min(4 << k, 1024) entries and every chunk but the last is full, so
+  // the entries before the last chunk are 4 + 8 + ... + (4 << (k-1)) = 4 * (2^k - 1) while
+  // below 2044 (chunks 0..8: 4 .. 1024), then grow by 1024 per chunk. Example: count 30 with
+  // last_fill 2: 28 = 4 * (2^3 - 1) entries before, so the last chunk is chunk 3, of 32.
+  static u32 last_capacity(const List& l) {
+    TALLY_ASSERT(l.count >= l.last_fill && l.last_fill > 0);
+    const u32 before = l.count - l.last_fill;
+    constexpr u32 growing_total = 4 * ((chunk_capacity_max / chunk_capacity_min) * 2 - 1);
+    if (before >= growing_total) return chunk_capacity_max;
+    const u32 chunks_before =
+        static_cast<u32>(std::bit_width(before / chunk_capacity_min + 1)) - 1;
+    return chunk_capacity_min << chunks_before;
   }
 
   u32 fill(const List& l, u32 chunk) const {
