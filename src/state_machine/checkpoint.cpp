@@ -118,6 +118,7 @@ u32 checkpoint_block_count(const CheckpointState& state, CheckpointTable table) 
 
 CheckpointState Checkpointer::state(const StateMachine& state_machine) {
   const Ledger& ledger = state_machine.ledger();
+  TALLY_ASSERT(ledger.indexes_caught_up());
   CheckpointState state{};
   state.commit_timestamp = state_machine.commit_timestamp();
   for (u32 table = 0; table < checkpoint_table_count; table += 1) {

@@ -19,6 +19,7 @@
 
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
+#include "src/base/prefetch.hpp"
 #include "src/state_machine/hash.hpp"
 #include "tally/types.hpp"
 
@@ -56,7 +57,19 @@ class IdTable {
   std::span<const Slot> slots() const { return slots_.first(slot_count()); }
 
   void prefetch(u128 key) const {
-    __builtin_prefetch(&slots_.data()[hash_u128(key) & mask_]);
+    base::prefetch(&slots_.data()[hash_u128(key) & mask_]);
+  }
+
+  // The second stage of a prefetch, once prefetch(key) has brought the slot in: if the home slot
+  // looks like the key's (same fingerprint), prefetches that row's record, `address_of(row)`.
+  // A guess, never a result: a wrong guess costs one wasted prefetch.
+  template <typename AddressOf>
+  void prefetch_row(u128 key, const AddressOf& address_of) const {
+    const u64 hash = hash_u128(key);
+    const Slot slot = slots_.data()[hash & mask_];
+    if (slot.row_plus_one != 0 && slot.fingerprint == static_cast<u32>(hash >> 32)) {
+      base::prefetch(address_of(slot.row_plus_one - 1));
+    }
   }
 
   // The row holding `key`, if any. `key_of(row)` reads a stored row's key.

@@ -74,6 +74,7 @@ void Ledger::reset() {
   transfers_by_credit_.reset();
   transfers_.reset();
   transfer_count_ = 0;
+  indexed_count_ = 0;
   transfer_ids_.reset();
   for (ValueIndex& index : transfer_values_) index.reset();
   pending_rows_.reset();
@@ -150,17 +151,14 @@ void Ledger::account_remove_latest(u32 row) {
   account_count_ -= 1;
 }
 
-void Ledger::account_update(u32 row, const Account& account) {
+Account& Ledger::account_modify(u32 row) {
   TALLY_ASSERT(row < account_count_);
   Account& stored = accounts_[row];
-  TALLY_ASSERT(stored.id == account.id);
-  TALLY_ASSERT(stored.timestamp == account.timestamp);
-  TALLY_ASSERT(stored.ledger == account.ledger && stored.code == account.code);
   if (chain_open_) {
-    undo_push(UndoEntry{.kind = UndoKind::account_update, .row = row, .account_old = stored});
+    undo_push(UndoEntry{.kind = UndoKind::account_modify, .row = row, .account_old = stored});
   }
-  stored = account;
   accounts_dirty_.mark(u64{row} * sizeof(Account), sizeof(Account));
+  return stored;
 }
 
 // ----- Transfers.
@@ -185,7 +183,9 @@ u32 Ledger::transfer_insert(const Transfer& transfer, u32 debit_row, u32 credit_
   const u32 row = transfer_count_;
   transfers_[row] = transfer;
   transfer_count_ += 1;
-  transfer_index(row, debit_row, credit_row);
+  // Only the id index is needed while a batch executes (duplicates within the batch); the query
+  // indexes follow in indexes_catch_up().
+  transfer_ids_.insert(transfer.id, row);
   if (transfer.flags & transfer_flags::pending) {
     TALLY_ASSERT(pending_count_ < config_.pending_transfers_max);
     pending_rows_[pending_count_] = row;
@@ -199,7 +199,6 @@ u32 Ledger::transfer_insert(const Transfer& transfer, u32 debit_row, u32 credit_
 
 void Ledger::transfer_index(u32 row, u32 debit_row, u32 credit_row) {
   const Transfer& transfer = transfers_.data()[row];
-  transfer_ids_.insert(transfer.id, row);
   transfers_by_debit_.append(debit_row, row);
   transfers_by_credit_.append(credit_row, row);
   for (u32 field = 0; field < field_count; field += 1) {
@@ -217,19 +216,54 @@ void Ledger::indexes_rebuild() {
   // Same order as the original inserts (row order), so every index is rebuilt bit for bit.
   for (u32 row = 0; row < account_count_; row += 1) account_index(row);
   for (u32 row = 0; row < transfer_count_; row += 1) {
-    const Transfer& transfer = transfers_.data()[row];
-    const std::optional<u32> debit_row = account_find(transfer.debit_account_id);
-    const std::optional<u32> credit_row = account_find(transfer.credit_account_id);
-    TALLY_ASSERT(debit_row.has_value() && credit_row.has_value());
-    transfer_index(row, *debit_row, *credit_row);
+    transfer_ids_.insert(transfers_.data()[row].id, row);
   }
+  indexed_count_ = 0;
+  indexes_catch_up();
   for (u32 row = 0; row < failed_count_; row += 1) {
     failed_ids_index_.insert(failed_ids_.data()[row], row);
   }
 }
 
+void Ledger::indexes_catch_up() {
+  TALLY_ASSERT(!chain_open_);
+  TALLY_ASSERT(indexed_count_ <= transfer_count_);
+  // The appends land on list tails scattered over memory (one per account), so each row's list
+  // heads are fetched `distance` rows ahead and its tails half as far ahead, once the heads are
+  // in cache. The account rows come from the small, hot account id index.
+  constexpr u32 distance = 16;
+  struct AccountRows {
+    u32 debit;
+    u32 credit;
+  };
+  AccountRows ahead[distance] = {};  // Row r's accounts at ahead[r % distance].
+  const Transfer* transfers = transfers_.data();
+  const auto resolve = [&](u32 row) {
+    const std::optional<u32> debit = account_find(transfers[row].debit_account_id);
+    const std::optional<u32> credit = account_find(transfers[row].credit_account_id);
+    TALLY_ASSERT(debit.has_value() && credit.has_value());
+    ahead[row % distance] = AccountRows{.debit = *debit, .credit = *credit};
+    transfers_by_debit_.prefetch_head(*debit);
+    transfers_by_credit_.prefetch_head(*credit);
+  };
+  const u32 begin = indexed_count_;
+  for (u32 row = begin; row < transfer_count_ && row < begin + distance; row += 1) resolve(row);
+  for (u32 row = begin; row < transfer_count_; row += 1) {
+    const AccountRows rows = ahead[row % distance];
+    if (row + distance / 2 < transfer_count_) {
+      const AccountRows later = ahead[(row + distance / 2) % distance];
+      transfers_by_debit_.prefetch_tail(later.debit);
+      transfers_by_credit_.prefetch_tail(later.credit);
+    }
+    transfer_index(row, rows.debit, rows.credit);
+    if (row + distance < transfer_count_) resolve(row + distance);
+  }
+  indexed_count_ = transfer_count_;
+}
+
 void Ledger::transfer_remove_latest(u32 row) {
   TALLY_ASSERT(row + 1 == transfer_count_);
+  TALLY_ASSERT(row >= indexed_count_, "rows of an open chain are not indexed yet");
   const Transfer& transfer = transfers_.data()[row];
   if (history_count_ > 0 && history_rows_.data()[history_count_ - 1] == row) {
     history_count_ -= 1;
@@ -243,17 +277,6 @@ void Ledger::transfer_remove_latest(u32 row) {
     pending_rows_[pending_count_] = 0;
     pending_statuses_[pending_count_] = 0;
   }
-  for (u32 field = field_count; field > 0; field -= 1) {
-    const Field f = static_cast<Field>(field - 1);
-    transfer_values_[field - 1].remove_latest(field_value(transfer, f), row, [this, f](u32 r) {
-      return field_value(transfers_.data()[r], f);
-    });
-  }
-  const std::optional<u32> debit_row = account_find(transfer.debit_account_id);
-  const std::optional<u32> credit_row = account_find(transfer.credit_account_id);
-  TALLY_ASSERT(debit_row.has_value() && credit_row.has_value());
-  transfers_by_credit_.pop_latest(*credit_row, row);
-  transfers_by_debit_.pop_latest(*debit_row, row);
   transfer_ids_.remove_latest(transfer.id, row);
   transfers_[row] = Transfer{};
   transfer_count_ -= 1;
@@ -396,7 +419,7 @@ void Ledger::chain_rollback() {
     const UndoEntry& entry = undo_.data()[undo_count_];
     switch (entry.kind) {
       case UndoKind::account_insert: account_remove_latest(entry.row); break;
-      case UndoKind::account_update:
+      case UndoKind::account_modify:
         accounts_[entry.row] = entry.account_old;
         accounts_dirty_.mark(u64{entry.row} * sizeof(Account), sizeof(Account));
         break;
@@ -422,6 +445,7 @@ void Ledger::undo_push(const UndoEntry& entry) {
 namespace tally::state_machine {
 
 u128 Ledger::digest() const {
+  TALLY_ASSERT(indexes_caught_up());
   ChecksumStream stream;
   const auto add = [&stream](const auto& span) { stream.add(span.data(), span.size_bytes()); };
   const auto add_value = [&stream](const auto& value) { stream.add(&value, sizeof(value)); };

@@ -111,6 +111,9 @@ class Ledger {
     return account_ids_.find(id, [this](u32 row) { return accounts_.data()[row].id; });
   }
   void account_prefetch(u128 id) const { account_ids_.prefetch(id); }
+  void account_prefetch_record(u128 id) const {
+    account_ids_.prefetch_row(id, [this](u32 row) { return &accounts_.data()[row]; });
+  }
   u64 account_timestamp_max() const {
     return account_count_ == 0 ? 0 : accounts_.data()[account_count_ - 1].timestamp;
   }
@@ -119,8 +122,9 @@ class Ledger {
   void account_rows_in(u64 timestamp_min, u64 timestamp_max, u32* begin, u32* end) const;
 
   u32 account_insert(const Account& account);
-  // Replaces the balances and flags of a stored account (id and timestamp never change).
-  void account_update(u32 row, const Account& account);
+  // The stored account at `row`, for changing its balances and flags in place (never its id,
+  // timestamp, ledger or code). Logged for undo inside a chain and marked for the checkpoint.
+  Account& account_modify(u32 row);
 
   // ----- Transfers.
   u32 transfer_count() const { return transfer_count_; }
@@ -132,15 +136,28 @@ class Ledger {
     return transfer_ids_.find(id, [this](u32 row) { return transfers_.data()[row].id; });
   }
   void transfer_prefetch(u128 id) const { transfer_ids_.prefetch(id); }
+  void transfer_prefetch_record(u128 id) const {
+    transfer_ids_.prefetch_row(id, [this](u32 row) { return &transfers_.data()[row]; });
+  }
   u64 transfer_timestamp_max() const {
     return transfer_count_ == 0 ? 0 : transfers_.data()[transfer_count_ - 1].timestamp;
   }
   bool transfer_timestamp_exists(u64 timestamp) const;
   void transfer_rows_in(u64 timestamp_min, u64 timestamp_max, u32* begin, u32* end) const;
 
-  // Stores a transfer and indexes it; a pending one also gets a pending ordinal. `debit_row` and
-  // `credit_row` are its accounts' rows.
+  // Stores a transfer and indexes its id; a pending one also gets a pending ordinal. `debit_row`
+  // and `credit_row` are its accounts' rows. The query indexes (per-account lists, per-value
+  // lists) are updated later, by indexes_catch_up(), off the execution loop: they are a separate
+  // stage (DESIGN.md §8) that could run on its own core, and rows of an open chain never need
+  // undoing there.
+  //
+  // Invariant: the query indexes hold exactly the rows below indexed_count(); every operation
+  // that reads them (queries, checkpoints, digests) runs with indexes_caught_up().
   u32 transfer_insert(const Transfer& transfer, u32 debit_row, u32 credit_row);
+
+  u32 indexed_count() const { return indexed_count_; }
+  bool indexes_caught_up() const { return indexed_count_ == transfer_count_; }
+  void indexes_catch_up();
 
   // The rows of an account's transfers, as debit or as credit account.
   const PostingLists& transfers_by_debit_account() const { return transfers_by_debit_; }
@@ -193,6 +210,7 @@ class Ledger {
     return failed_ids_index_.find(id, [this](u32 row) { return failed_ids_.data()[row]; })
         .has_value();
   }
+  void failed_prefetch(u128 id) const { failed_ids_index_.prefetch(id); }
   u128 failed_id(u32 row) const {
     TALLY_ASSERT(row < failed_count_);
     return failed_ids_.data()[row];
@@ -225,13 +243,13 @@ class Ledger {
  private:
   friend class CheckpointAccess;
 
-  enum class UndoKind : u8 { account_insert, account_update, transfer_insert, pending_status };
+  enum class UndoKind : u8 { account_insert, account_modify, transfer_insert, pending_status };
   struct UndoEntry {
     UndoKind kind;
     PendingStatus pending_status_old = PendingStatus::none;
     u32 row = 0;  // Account row, transfer row or pending ordinal.
     u32 reserved = 0;
-    Account account_old{};  // account_update only.
+    Account account_old{};  // account_modify only.
   };
 
   void undo_push(const UndoEntry& entry);
@@ -254,6 +272,7 @@ class Ledger {
 
   base::LargeArray<Transfer> transfers_;
   u32 transfer_count_ = 0;
+  u32 indexed_count_ = 0;  // Transfers [0, indexed_count_) are in the query indexes.
   IdTable transfer_ids_;
   ValueIndex transfer_values_[field_count];
 

@@ -23,6 +23,7 @@
 
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
+#include "src/base/prefetch.hpp"
 #include "tally/types.hpp"
 
 namespace tally::state_machine {
@@ -100,9 +101,12 @@ class PostingLists {
     return words_.data()[l.last + chunk_header_words + l.last_fill - 1];
   }
 
+  void prefetch_head(u32 list) const { base::prefetch(&lists_.data()[list]); }
+
+  // The head must be in cache already (prefetch_head() earlier), or this stalls on it.
   void prefetch_tail(u32 list) const {
     const List& l = lists_.data()[list];
-    __builtin_prefetch(&words_.data()[l.last + chunk_header_words + l.last_fill]);
+    base::prefetch(&words_.data()[l.last + chunk_header_words + l.last_fill]);
   }
 
   void append(u32 list, u32 entry) {

@@ -156,6 +156,7 @@ u32 StateMachine::lookup_transfers(std::span<const u128> ids, std::span<Transfer
 }
 
 u32 StateMachine::account_transfer_rows(const AccountFilter& filter, u32 limit, u32* rows) {
+  TALLY_ASSERT(ledger_.indexes_caught_up());
   if (!account_filter_valid(filter)) return 0;
   const std::optional<u32> account_row = ledger_.account_find(filter.account_id);
   if (!account_row.has_value()) return 0;
@@ -268,6 +269,7 @@ u32 StateMachine::query_accounts(const QueryFilter& filter, std::span<Account> r
 }
 
 u32 StateMachine::query_transfers(const QueryFilter& filter, std::span<Transfer> results) {
+  TALLY_ASSERT(ledger_.indexes_caught_up());
   if (!query_filter_valid(filter)) return 0;
   u32 row_begin = 0;
   u32 row_end = 0;

@@ -286,15 +286,15 @@ u32 StateMachine::pulse(u64 timestamp) {
     const std::optional<u32> debit_row = ledger_.account_find(p.debit_account_id);
     const std::optional<u32> credit_row = ledger_.account_find(p.credit_account_id);
     TALLY_ASSERT(debit_row.has_value() && credit_row.has_value());
-    Account debit = ledger_.account(*debit_row);
-    Account credit = ledger_.account(*credit_row);
+    Account& debit = ledger_.account_modify(*debit_row);
+    Account& credit = ledger_.account_modify(*credit_row);
     TALLY_ASSERT(debit.debits_pending >= p.amount && credit.credits_pending >= p.amount);
     debit.debits_pending -= p.amount;
     credit.credits_pending -= p.amount;
     if (p.flags & transfer_flags::closing_debit) account_flag_clear(debit, account_flags::closed);
-    if (p.flags & transfer_flags::closing_credit) account_flag_clear(credit, account_flags::closed);
-    ledger_.account_update(*debit_row, debit);
-    ledger_.account_update(*credit_row, credit);
+    if (p.flags & transfer_flags::closing_credit) {
+      account_flag_clear(credit, account_flags::closed);
+    }
     ledger_.pending_status_set(pending, PendingStatus::expired);
     expired += 1;
   }

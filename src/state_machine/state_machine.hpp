@@ -68,6 +68,10 @@ class StateMachine {
                        std::span<CreateAccountResult> results);
   void create_transfers(std::span<const Transfer> events, u64 timestamp_first,
                         std::span<CreateTransferResult> results);
+  // The execution half of create_transfers: the query indexes are left behind until
+  // ledger().indexes_catch_up() (the benchmark times the two stages apart).
+  void create_transfers_unindexed(std::span<const Transfer> events, u64 timestamp_first,
+                                  std::span<CreateTransferResult> results);
   u32 lookup_accounts(std::span<const u128> ids, std::span<Account> results) const;
   u32 lookup_transfers(std::span<const u128> ids, std::span<Transfer> results) const;
   u32 get_account_transfers(const AccountFilter& filter, std::span<Transfer> results);
