@@ -3,6 +3,7 @@
 // of a created event.
 #include <optional>
 
+#include "src/base/prefetch.hpp"
 #include "src/state_machine/state_machine.hpp"
 
 namespace tally::state_machine {
@@ -176,6 +177,11 @@ void StateMachine::create_transfers_unindexed(std::span<const Transfer> events,
   // slots and as many account slots exceed the L2 cache).
   constexpr u32 distance = 24;
   const auto prefetch = [&](u32 index) {
+    // The events themselves are read here first: fetch them further ahead still.
+    if (index + distance < events.size()) {
+      base::prefetch(&events[index + distance]);
+      base::prefetch(reinterpret_cast<const std::byte*>(&events[index + distance]) + 64);
+    }
     const Transfer& event = events[index];
     ledger_.transfer_prefetch(event.id);
     if (event.pending_id != 0) ledger_.transfer_prefetch(event.pending_id);
@@ -343,9 +349,6 @@ CreateTransferStatus StateMachine::create_transfer(const Transfer& event, u64 ti
         return S::exceeds_debits;
       }
 
-      Transfer transfer = event;
-      transfer.amount = amount;
-      transfer.timestamp = effective_timestamp;
       // In place: `debit` and `credit` refer to the same records, which is fine, nothing below
       // reads their old balances.
       Account& debit_modified = ledger_.account_modify(*debit_row);
@@ -359,7 +362,8 @@ CreateTransferStatus StateMachine::create_transfer(const Transfer& event, u64 ti
         debit_modified.debits_posted += amount;
         credit_modified.credits_posted += amount;
       }
-      const u32 row = ledger_.transfer_insert(transfer, *debit_row, *credit_row);
+      const u32 row = ledger_.transfer_insert(event, amount, effective_timestamp, *debit_row,
+                                              *credit_row);
       history_record(row, *debit_row, *credit_row);
       *result_timestamp = effective_timestamp;
       return S::created;

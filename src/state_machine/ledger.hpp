@@ -23,6 +23,7 @@
 
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
+#include "src/base/prefetch.hpp"
 #include "src/state_machine/config.hpp"
 #include "src/state_machine/dirty_blocks.hpp"
 #include "src/state_machine/id_table.hpp"
@@ -111,8 +112,12 @@ class Ledger {
     return account_ids_.find(id, [this](u32 row) { return accounts_.data()[row].id; });
   }
   void account_prefetch(u128 id) const { account_ids_.prefetch(id); }
+  // Records are 128 bytes: two cache lines, both needed (balances first, ledger and flags last).
   void account_prefetch_record(u128 id) const {
-    account_ids_.prefetch_row(id, [this](u32 row) { return &accounts_.data()[row]; });
+    account_ids_.prefetch_row(id, [this](u32 row) {
+      base::prefetch(reinterpret_cast<const std::byte*>(&accounts_.data()[row]) + 64);
+      return &accounts_.data()[row];
+    });
   }
   u64 account_timestamp_max() const {
     return account_count_ == 0 ? 0 : accounts_.data()[account_count_ - 1].timestamp;
@@ -137,7 +142,10 @@ class Ledger {
   }
   void transfer_prefetch(u128 id) const { transfer_ids_.prefetch(id); }
   void transfer_prefetch_record(u128 id) const {
-    transfer_ids_.prefetch_row(id, [this](u32 row) { return &transfers_.data()[row]; });
+    transfer_ids_.prefetch_row(id, [this](u32 row) {
+      base::prefetch(reinterpret_cast<const std::byte*>(&transfers_.data()[row]) + 64);
+      return &transfers_.data()[row];
+    });
   }
   u64 transfer_timestamp_max() const {
     return transfer_count_ == 0 ? 0 : transfers_.data()[transfer_count_ - 1].timestamp;
@@ -154,6 +162,9 @@ class Ledger {
   // Invariant: the query indexes hold exactly the rows below indexed_count(); every operation
   // that reads them (queries, checkpoints, digests) runs with indexes_caught_up().
   u32 transfer_insert(const Transfer& transfer, u32 debit_row, u32 credit_row);
+  // The same, storing `source` with its amount and timestamp replaced.
+  u32 transfer_insert(const Transfer& source, u128 amount, u64 timestamp, u32 debit_row,
+                      u32 credit_row);
 
   u32 indexed_count() const { return indexed_count_; }
   bool indexes_caught_up() const { return indexed_count_ == transfer_count_; }
