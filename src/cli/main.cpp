@@ -1,8 +1,11 @@
-// `tally`: the command-line entry point. Parses the subcommand and hands over to it. Later issues
-// add format, start, inspect, repl, submit and benchmark; each lives in its own file here.
+// `tally`: the command-line entry point. Parses the subcommand and hands over to it. Each command
+// lives in its own file here (format.cpp, inspect.cpp); later issues add start, repl, submit and
+// benchmark.
 #include <cstdio>
 #include <cstring>
+#include <span>
 
+#include "src/cli/commands.hpp"
 #include "tally/constants.hpp"
 
 namespace {
@@ -11,6 +14,8 @@ constexpr const char* usage_text =
     "usage: tally <command> [options]\n"
     "\n"
     "commands:\n"
+    "  format     create a data file: format --cluster=N --replica=I --replica-count=K FILE\n"
+    "  inspect    print a data file's superblock and zones: inspect FILE\n"
     "  version    print the version and the client protocol release\n"
     "  help       print this message\n";
 
@@ -33,6 +38,9 @@ int main(int argc, char** argv) {
   if (std::strcmp(command, "version") == 0 || std::strcmp(command, "--version") == 0) {
     return command_version();
   }
+  const std::span<char*> arguments(argv + 2, static_cast<std::size_t>(argc - 2));
+  if (std::strcmp(command, "format") == 0) return tally::cli::command_format(arguments);
+  if (std::strcmp(command, "inspect") == 0) return tally::cli::command_inspect(arguments);
   if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0) {
     std::fputs(usage_text, stdout);
     return 0;
