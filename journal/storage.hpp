@@ -8,8 +8,9 @@
 // - Asynchronous, callback-based, nothing allocated per operation: the caller owns a completion
 //   struct (`S::Read`, `S::Write`) for the whole time the operation is in flight and gets it back
 //   in its callback; the completion's `context` (set by the caller, untouched by the storage) or
-//   the completion's place inside a larger struct leads back to the caller. Callbacks run from the owner's event loop (io) or the simulator's step
-//   (sim), never from inside read()/write() themselves, so a callback may start new operations.
+//   the completion's place inside a larger struct leads back to the caller. Callbacks run from
+//   the owner's event loop (io) or the simulator's step (sim), never from inside read()/write()
+//   themselves, so a callback may start new operations.
 // - Offsets, sizes and buffer addresses are multiples of sector_size (4 KiB): the real
 //   implementation uses O_DIRECT.
 // - A write whose callback has run is durable: it survives a crash or power loss (O_DSYNC or an
