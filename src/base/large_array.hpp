@@ -24,6 +24,9 @@ void* pages_reserve(std::size_t size);
 void pages_release(void* pages, std::size_t size);
 // Gives the pages back to the kernel and makes them read as zero again, keeping the reservation.
 void pages_zero(void* pages, std::size_t size);
+// Commits every page now, so that the hot path never takes a page fault (and the kernel never
+// clears a fresh page in the middle of a batch).
+void pages_prefault(void* pages, std::size_t size);
 
 template <typename T>
 class LargeArray {
@@ -59,6 +62,12 @@ class LargeArray {
   void reset() {
     TALLY_ASSERT(data_ != nullptr);
     pages_zero(data_, capacity_ * sizeof(T));
+  }
+
+  // Commits the whole capacity now (see pages_prefault). The elements stay zero.
+  void prefault() {
+    TALLY_ASSERT(data_ != nullptr);
+    pages_prefault(data_, capacity_ * sizeof(T));
   }
 
   std::size_t capacity() const { return capacity_; }

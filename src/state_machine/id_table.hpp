@@ -49,6 +49,8 @@ class IdTable {
     count_ = 0;
   }
 
+  void prefault() { slots_.prefault(); }
+
   u32 count() const { return count_; }
   u32 rows_max() const { return rows_max_; }
   u64 slot_count() const { return mask_ + 1; }

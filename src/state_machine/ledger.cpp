@@ -56,6 +56,13 @@ void Ledger::init(const Config& config) {
   // the most events: 8190, one more than a multi-batch one (§8.5, no trailer).
   static_assert(operation_event_max(Operation::deprecated_create_transfers_unbatched) >=
                 operation_event_max(Operation::create_transfers));
+  if (config.prefault) {
+    accounts_.prefault();
+    account_ids_.prefault();
+    transfers_.prefault();
+    transfer_ids_.prefault();
+  }
+
   undo_.init(u64{operation_event_max(Operation::deprecated_create_transfers_unbatched)} *
              undo_per_event_max);
 
@@ -94,6 +101,13 @@ void Ledger::reset() {
   accounts_dirty_.reset();
   pending_statuses_dirty_.reset();
   expiry_dirty_ = false;
+  // reset() gave the pages back; commit them again, as init() did.
+  if (config_.prefault) {
+    accounts_.prefault();
+    account_ids_.prefault();
+    transfers_.prefault();
+    transfer_ids_.prefault();
+  }
 }
 
 // ----- Accounts.
