@@ -101,6 +101,9 @@ struct RecoverOptions {
   // The checkpoint's op (superblock), none before the first checkpoint: ops up to it are no
   // longer needed from the WAL, so a torn write may have overwritten one (recovery_torn).
   std::optional<u64> op_checkpoint;
+  // Classify only and write nothing (`tally inspect`): slots that recovery would fix are
+  // reported `fixed` but stay unfixed on disk, and the Wal can then be inspected, never written.
+  bool read_only = false;
 };
 
 template <Storage S>
@@ -203,7 +206,7 @@ class Wal {
   SlotStatus slot_status(u32 slot) const { return slot_statuses_[slot]; }
   // The decision table row recovery chose for the slot.
   const RecoveryCase& recovery_case_of(u32 slot) const {
-    TALLY_ASSERT(status_ == Status::recovered);
+    TALLY_ASSERT(status_ == Status::recovered || status_ == Status::inspected);
     return recovery_cases()[recovery_case_indexes_[slot]];
   }
   // How many slots recovery decided torn (truncated).
@@ -404,6 +407,7 @@ class Wal {
     recovering_prepares,
     recovering_fix,
     recovered,
+    inspected,  // Recovered read-only: the statuses hold, nothing may be written.
   };
 
   // A header sector's write queue: `writing` lists the writes that the sector write in flight
@@ -824,6 +828,11 @@ class Wal {
     }
     TALLY_ASSERT(!op_max_ || !op_max_untrusted || *op_max_ <= *op_max_untrusted);
 
+    if (recover_options_.read_only) {
+      status_ = Status::inspected;
+      completion_done();
+      return;
+    }
     status_ = Status::recovering_fix;
     job_next_ = 0;
     recover_fix_continue();

@@ -810,6 +810,33 @@ TEST_CASE("wal_recovery row empty_ok: crashed after the prepare before its heade
   }
 }
 
+TEST_CASE("wal: read-only recovery classifies like recovery and writes nothing") {
+  // What `tally inspect` relies on: the same decision as a replica's recovery, the disk as it was.
+  Harness harness(29);
+  harness.put_both({.op = 6});
+  harness.put_prepare({.op = slot});  // The empty_ok row: recovery would rewrite the header.
+  const tally::journal::Zone headers_zone = layout.zone(tally::journal::ZoneKind::wal_headers);
+  const auto before = harness.storage.peek(headers_zone.offset, headers_zone.size);
+  const std::vector<std::byte> headers_before(before.begin(), before.end());
+
+  TestWal wal(harness.storage, layout, WalOptions{.cluster = cluster});
+  bool done = false;
+  TestWal::Completion completion;
+  completion.context = &done;
+  wal.recover(&completion, Harness::completion_callback,
+              {.op_checkpoint = std::nullopt, .read_only = true});
+  harness.run_until(done);
+  CHECK_FALSE(wal.recovered());
+  CHECK(std::string(wal.recovery_case_of(slot).label) == "empty_ok");
+  CHECK(wal.slot_status(slot) == SlotStatus::fixed);
+  const auto after = harness.storage.peek(headers_zone.offset, headers_zone.size);
+  CHECK(std::equal(after.begin(), after.end(), headers_before.begin(), headers_before.end()));
+
+  // A replica's recovery then fixes it, as the row says.
+  check_slot(harness.open(), slot, {"empty_ok", SlotStatus::fixed, Version{.op = slot}});
+  check_slot(harness.open(), slot, {"ok_ok_same", SlotStatus::valid, Version{.op = slot}});
+}
+
 TEST_CASE("wal_recovery row ok_bad: the header names an op whose prepare does not verify") {
   Harness harness(29);
   harness.put_both({.op = 4});

@@ -1,14 +1,16 @@
 // `tally inspect FILE`: prints what a data file holds, without writing to it: every superblock
 // copy (status, copy index, sequence, checksum), the working superblock that open() chooses and
-// the zones of its layout. A file without a valid superblock quorum is shown copy by copy, then
-// stops with FatalReason::data_file_invalid. Later issues add the journal, client sessions and
-// checkpoint.
+// the zones of its layout, and a summary of the WAL: its recovery run read-only (nothing is fixed
+// on disk), with the slots counted by status and by row of the decision table. A file without a
+// valid superblock quorum is shown copy by copy, then stops with FatalReason::data_file_invalid.
+// Later issues add client sessions and the checkpoint.
 #include <cstdio>
 
 #include "io/file_storage.hpp"
 #include "io/loop.hpp"
 #include "journal/layout.hpp"
 #include "journal/superblock.hpp"
+#include "journal/wal.hpp"
 #include "src/base/assert.hpp"
 #include "src/cli/arguments.hpp"
 #include "src/cli/commands.hpp"
@@ -83,6 +85,50 @@ void print_zones(const journal::Layout& layout) {
   }
 }
 
+using Wal = journal::Wal<io::FileStorage>;
+
+void wal_recovered(Wal::Completion* completion) { *static_cast<bool*>(completion->context) = true; }
+
+void print_wal(io::Loop& loop, io::FileStorage& storage, const journal::Layout& layout,
+               const journal::Superblock& working) {
+  Wal wal(storage, layout, {.cluster = working.cluster, .solo = working.replica_count == 1});
+  bool done = false;
+  Wal::Completion completion;
+  completion.context = &done;
+  journal::RecoverOptions options;
+  if (working.checkpoint.op > 0) options.op_checkpoint = working.checkpoint.op;
+  options.read_only = true;
+  wal.recover(&completion, wal_recovered, options);
+  while (!done) loop.run_once(1'000'000'000);
+
+  constexpr u32 status_count = 6;
+  u32 by_status[status_count] = {};
+  const std::span<const journal::RecoveryCase> cases = journal::recovery_cases();
+  u32 by_case[64] = {};
+  TALLY_ASSERT(cases.size() <= 64);
+  for (u32 slot = 0; slot < wal.slot_count(); slot += 1) {
+    const auto status = static_cast<u32>(wal.slot_status(slot));
+    TALLY_ASSERT(status < status_count);
+    by_status[status] += 1;
+    by_case[&wal.recovery_case_of(slot) - cases.data()] += 1;
+  }
+  std::printf("\nwrite-ahead log (recovered read-only, %u slots):\n", wal.slot_count());
+  if (wal.op_max().has_value()) {
+    std::printf("  highest op        %lu\n", as_ulong(*wal.op_max()));
+  } else {
+    std::printf("  highest op        none (empty log)\n");
+  }
+  std::printf("  slots by status  ");
+  for (u32 status = 0; status < status_count; status += 1) {
+    std::printf(" %s %u", journal::slot_status_name(static_cast<journal::SlotStatus>(status)),
+                by_status[status]);
+  }
+  std::printf("\n  decision table rows:\n");
+  for (u32 index = 0; index < cases.size(); index += 1) {
+    if (by_case[index] > 0) std::printf("    %-22s %u\n", cases[index].label, by_case[index]);
+  }
+}
+
 }  // namespace
 
 int command_inspect(std::span<char*> arguments) {
@@ -135,6 +181,7 @@ int command_inspect(std::span<char*> arguments) {
                 "%s: the file has %lu bytes, its layout needs %lu: truncated?", path,
                 as_ulong(storage.size()), as_ulong(layout.size()));
   }
+  print_wal(loop, storage, layout, working);
   storage.close();
   loop.deinit();
   return 0;
