@@ -10,9 +10,6 @@ namespace tally::state_machine {
 
 namespace {
 
-constexpr u64 timestamp_max = (u64{1} << 63) - 1;
-constexpr u64 nanoseconds_per_second = 1'000'000'000;
-
 bool flag(u16 flags, u16 bit) { return (flags & bit) != 0; }
 
 // a + b, or nullopt on u128 overflow.

@@ -117,9 +117,9 @@ bool Ledger::account_timestamp_exists(u64 timestamp) const {
   return row < account_count_ && accounts_.data()[row].timestamp == timestamp;
 }
 
-void Ledger::account_rows_in(u64 timestamp_min, u64 timestamp_max, u32* begin, u32* end) const {
-  *begin = rows_lower_bound(accounts_.data(), account_count_, timestamp_min);
-  *end = rows_upper_bound(accounts_.data(), account_count_, timestamp_max);
+void Ledger::account_rows_in(u64 timestamp_from, u64 timestamp_to, u32* begin, u32* end) const {
+  *begin = rows_lower_bound(accounts_.data(), account_count_, timestamp_from);
+  *end = rows_upper_bound(accounts_.data(), account_count_, timestamp_to);
   if (*end < *begin) *end = *begin;
 }
 
@@ -183,10 +183,10 @@ bool Ledger::transfer_timestamp_exists(u64 timestamp) const {
   return row < transfer_count_ && transfers_.data()[row].timestamp == timestamp;
 }
 
-void Ledger::transfer_rows_in(u64 timestamp_min, u64 timestamp_max, u32* begin,
+void Ledger::transfer_rows_in(u64 timestamp_from, u64 timestamp_to, u32* begin,
                               u32* end) const {
-  *begin = rows_lower_bound(transfers_.data(), transfer_count_, timestamp_min);
-  *end = rows_upper_bound(transfers_.data(), transfer_count_, timestamp_max);
+  *begin = rows_lower_bound(transfers_.data(), transfer_count_, timestamp_from);
+  *end = rows_upper_bound(transfers_.data(), transfer_count_, timestamp_to);
   if (*end < *begin) *end = *begin;
 }
 
@@ -364,7 +364,7 @@ void Ledger::expiry_register_new() {
     const Transfer& transfer = transfers_.data()[pending_rows_.data()[pending]];
     if (transfer.timeout == 0) continue;
     // create_transfers rejected timeouts that overflow (overflows_timeout).
-    const u64 expires_at = transfer.timestamp + u64{transfer.timeout} * 1'000'000'000;
+    const u64 expires_at = transfer.timestamp + u64{transfer.timeout} * nanoseconds_per_second;
     TALLY_ASSERT(expires_at > transfer.timestamp);
     expiry_push(ExpiryEntry{.expires_at = expires_at, .pending = pending, .reserved = 0});
   }

@@ -35,6 +35,10 @@
 
 namespace tally::state_machine {
 
+// Valid timestamps are 1 .. 2^63 - 1 nanoseconds since the Unix epoch (protocol §7.1).
+inline constexpr u64 timestamp_max = (u64{1} << 63) - 1;
+inline constexpr u64 nanoseconds_per_second = 1'000'000'000;
+
 // The fields that query_accounts / query_transfers filter on, in filter order.
 enum class Field : u8 { user_data_128, user_data_64, user_data_32, ledger, code };
 inline constexpr u32 field_count = 5;
@@ -123,8 +127,8 @@ class Ledger {
     return account_count_ == 0 ? 0 : accounts_.data()[account_count_ - 1].timestamp;
   }
   bool account_timestamp_exists(u64 timestamp) const;
-  // Rows [begin, end) of accounts with timestamp_min <= timestamp <= timestamp_max.
-  void account_rows_in(u64 timestamp_min, u64 timestamp_max, u32* begin, u32* end) const;
+  // Rows [begin, end) of accounts with timestamp_from <= timestamp <= timestamp_to.
+  void account_rows_in(u64 timestamp_from, u64 timestamp_to, u32* begin, u32* end) const;
 
   u32 account_insert(const Account& account);
   // The stored account at `row`, for changing its balances and flags in place (never its id,
@@ -151,7 +155,7 @@ class Ledger {
     return transfer_count_ == 0 ? 0 : transfers_.data()[transfer_count_ - 1].timestamp;
   }
   bool transfer_timestamp_exists(u64 timestamp) const;
-  void transfer_rows_in(u64 timestamp_min, u64 timestamp_max, u32* begin, u32* end) const;
+  void transfer_rows_in(u64 timestamp_from, u64 timestamp_to, u32* begin, u32* end) const;
 
   // Stores a transfer and indexes its id; a pending one also gets a pending ordinal. `debit_row`
   // and `credit_row` are its accounts' rows. The query indexes (per-account lists, per-value

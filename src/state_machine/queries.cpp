@@ -16,8 +16,6 @@ namespace tally::state_machine {
 
 namespace {
 
-constexpr u64 timestamp_max = (u64{1} << 63) - 1;
-
 template <std::size_t size>
 bool bytes_zero(const u8 (&bytes)[size]) {
   for (u8 byte : bytes) {
