@@ -7,23 +7,15 @@
 #
 # Usage: tools/model_test_long.sh [total_events] [events_per_seed] [jobs] [unit_tests binary]
 #   defaults: 5,000,000 events in total, 250,000 per seed, nproc jobs, and the binary of
-#   build/release, else build/model.
-# Example: tools/model_test_long.sh 20000000 500000 4 build/model/tests/unit_tests
+#   build/release.
+# Example: tools/model_test_long.sh 20000000 500000 2 build/release/tests/unit_tests
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 total=${1:-5000000}
 per_seed=${2:-250000}
 jobs=${3:-$(nproc)}
-binary=${4:-}
-if [[ -z "$binary" ]]; then
-  for candidate in "$root/build/release/tests/unit_tests" "$root/build/model/tests/unit_tests"; do
-    if [[ -x "$candidate" ]]; then
-      binary=$candidate
-      break
-    fi
-  done
-fi
-if [[ -z "$binary" || ! -x "$binary" ]]; then
+binary=${4:-$root/build/release/tests/unit_tests}
+if [[ ! -x "$binary" ]]; then
   echo "model_test_long: no unit_tests binary; build one or pass its path" >&2
   exit 2
 fi
