@@ -18,24 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "src/state_machine/doctest_u128.hpp"
 #include "src/state_machine/state_machine.hpp"
 #include "tally/records.hpp"
-
-namespace doctest {
-
-template <>
-struct StringMaker<tally::u128> {
-  static String convert(tally::u128 value) {
-    std::string digits;
-    do {
-      digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(value % 10)));
-      value /= 10;
-    } while (value != 0);
-    return String(digits.c_str());
-  }
-};
-
-}  // namespace doctest
 
 namespace {
 
