@@ -165,11 +165,21 @@ struct alignas(16) Header {
     Operation operation;
     u8 reserved[35];
   };
+  // A backup's acknowledgement: the prepare is durable in its WAL (docs/vsr-protocol.md).
   struct PrepareOk {
-    u8 reserved[128];
+    u128 prepare_checksum;  // The acknowledged prepare's checksum.
+    u128 parent;            // Its parent, so a primary can tell a stale chain from its own.
+    u64 op;
+    u64 commit;             // The backup's commit_min: how far it has executed.
+    u64 timestamp;          // The prepare's timestamp.
+    u8 reserved[72];
   };
+  // The primary's commit number, sent to backups when no prepare carries it (a heartbeat).
   struct Commit {
-    u8 reserved[128];
+    u128 commit_checksum;  // The checksum of the prepare at `commit`, to check the chain.
+    u64 commit;            // Every op up to this one is committed.
+    u64 checkpoint_op;     // The primary's durable checkpoint (repair limits).
+    u8 reserved[96];
   };
   struct ExitView {
     u8 reserved[128];
@@ -183,8 +193,11 @@ struct alignas(16) Header {
   struct GetHeaders {
     u8 reserved[128];
   };
+  // Asks a peer for the prepare of `op` (answered with the prepare itself).
   struct GetPrepare {
-    u8 reserved[128];
+    u128 prepare_checksum;  // The prepare wanted, or 0 for whatever the peer holds at `op`.
+    u64 op;
+    u8 reserved[104];
   };
   struct GetReply {
     u8 reserved[128];
@@ -547,15 +560,24 @@ inline HeaderError validate_header(const Header& header) {
     case Command::prepare:
       if (!header_detail::zeroed(header.prepare.reserved)) return HeaderError::reserved_nonzero;
       return HeaderError::none;
+    case Command::prepare_ok:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.prepare_ok.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::commit:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.commit.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::get_prepare:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.get_prepare.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
     case Command::ping:
     case Command::pong:
-    case Command::prepare_ok:
-    case Command::commit:
     case Command::exit_view:
     case Command::join_view:
     case Command::get_view:
     case Command::get_headers:
-    case Command::get_prepare:
     case Command::get_reply:
     case Command::headers:
     case Command::get_blocks:
@@ -722,13 +744,23 @@ TALLY_HEADER_FIELD_(prepare.timestamp, 208);
 TALLY_HEADER_FIELD_(prepare.request, 216);
 TALLY_HEADER_FIELD_(prepare.operation, 220);
 TALLY_HEADER_FIELD_(prepare.reserved, 221);
-TALLY_HEADER_FIELD_(prepare_ok.reserved, 128);
-TALLY_HEADER_FIELD_(commit.reserved, 128);
+TALLY_HEADER_FIELD_(prepare_ok.prepare_checksum, 128);
+TALLY_HEADER_FIELD_(prepare_ok.parent, 144);
+TALLY_HEADER_FIELD_(prepare_ok.op, 160);
+TALLY_HEADER_FIELD_(prepare_ok.commit, 168);
+TALLY_HEADER_FIELD_(prepare_ok.timestamp, 176);
+TALLY_HEADER_FIELD_(prepare_ok.reserved, 184);
+TALLY_HEADER_FIELD_(commit.commit_checksum, 128);
+TALLY_HEADER_FIELD_(commit.commit, 144);
+TALLY_HEADER_FIELD_(commit.checkpoint_op, 152);
+TALLY_HEADER_FIELD_(commit.reserved, 160);
 TALLY_HEADER_FIELD_(exit_view.reserved, 128);
 TALLY_HEADER_FIELD_(join_view.reserved, 128);
 TALLY_HEADER_FIELD_(get_view.reserved, 128);
 TALLY_HEADER_FIELD_(get_headers.reserved, 128);
-TALLY_HEADER_FIELD_(get_prepare.reserved, 128);
+TALLY_HEADER_FIELD_(get_prepare.prepare_checksum, 128);
+TALLY_HEADER_FIELD_(get_prepare.op, 144);
+TALLY_HEADER_FIELD_(get_prepare.reserved, 152);
 TALLY_HEADER_FIELD_(get_reply.reserved, 128);
 TALLY_HEADER_FIELD_(headers.reserved, 128);
 TALLY_HEADER_FIELD_(get_blocks.reserved, 128);

@@ -425,10 +425,9 @@ TEST_SUITE("wire_header") {
 
   TEST_CASE("replica commands without fields: frame rules and an all-zero part") {
     for (const Command command :
-         {Command::ping, Command::pong, Command::prepare_ok, Command::commit,
-          Command::exit_view, Command::join_view, Command::get_view, Command::get_headers,
-          Command::get_prepare, Command::get_reply, Command::headers, Command::get_blocks,
-          Command::block, Command::view}) {
+         {Command::ping, Command::pong, Command::exit_view, Command::join_view,
+          Command::get_view, Command::get_headers, Command::get_reply, Command::headers,
+          Command::get_blocks, Command::block, Command::view}) {
       INFO("command: " << name(command));
       const Header valid = frame_make(command, 1024);
       check_breakages(
@@ -439,6 +438,26 @@ TEST_SUITE("wire_header") {
                HeaderError::reserved_nonzero},
               {"epoch", [](Header& h) { h.epoch = 1; }, HeaderError::epoch_nonzero},
           });
+    }
+  }
+
+  TEST_CASE("prepare_ok commit and get_prepare: header-only with zero reserved bytes") {
+    // Goal: the replica commands with defined fields accept their fields, refuse a body and
+    // refuse a non-zero reserved byte (a newer or corrupt peer), whatever the frame.
+    for (const Command command : {Command::prepare_ok, Command::commit, Command::get_prepare}) {
+      INFO("command: " << name(command));
+      const Header valid = frame_make(command, 256);
+      CHECK(tally::validate_header(valid) == HeaderError::none);
+      check_breakages(valid,
+                      {
+                          {"part[127]", [](Header& h) { h.command_part[127] = 1; },
+                           HeaderError::reserved_nonzero},
+                          {"body", [](Header& h) { h.size = 512; }, HeaderError::size_invalid},
+                      });
+      Header with_fields = valid;
+      with_fields.command_part[0] = 1;  // The first field of each: a checksum.
+      with_fields.command_part[16] = 1;
+      CHECK(tally::validate_header(with_fields) == HeaderError::none);
     }
   }
 

@@ -1,0 +1,131 @@
+// ClientSessions: the replicated table of client sessions (protocol §5), one entry per client.
+//
+// Every replica changes it only while committing (register opens a session, every committed
+// request records its reply), in op order, so all replicas hold the same table at the same op.
+// Each entry keeps the whole latest reply, header and body, so a duplicate request is answered
+// with the identical bytes, as §5.4 requires.
+//
+// Registering when every entry is taken evicts the session whose latest reply has the smallest
+// commit number (the least recently active, §5.5); the evicted client learns it from the
+// eviction reason `no_session` on its next request.
+//
+// Memory: `capacity` entries of `message_size` bytes of reply each, reserved at init.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <optional>
+#include <span>
+
+#include "src/base/assert.hpp"
+#include "src/base/large_array.hpp"
+#include "tally/header.hpp"
+#include "tally/types.hpp"
+
+namespace tally::vsr {
+
+struct ClientSession {
+  u128 client;  // 0: the entry is free.
+  u64 session;  // The op of the register that opened it.
+  // The latest committed request and its reply. Register is request 0.
+  u32 request;
+  u32 release;
+  u128 request_checksum;
+  u64 reply_op;  // The op that produced the reply: orders sessions for eviction.
+  Header reply;  // The reply's header (size, context, checksum); the body is in reply_body().
+};
+
+class ClientSessions {
+ public:
+  void init(u32 capacity, u32 message_size) {
+    TALLY_ASSERT(capacity > 0 && message_size >= header_size);
+    capacity_ = capacity;
+    message_size_ = message_size;
+    entries_.init(capacity);
+    replies_.init(std::size_t{capacity} * message_size);
+    reset();
+  }
+
+  void reset() {
+    for (u32 index = 0; index < capacity_; index += 1) entries_[index] = ClientSession{};
+  }
+
+  u32 capacity() const { return capacity_; }
+  const ClientSession& entry(u32 index) const { return entries_[index]; }
+
+  std::optional<u32> find(u128 client) const {
+    TALLY_ASSERT(client != 0);
+    for (u32 index = 0; index < capacity_; index += 1) {
+      if (entries_[index].client == client) return index;
+    }
+    return std::nullopt;
+  }
+
+  u32 count() const {
+    u32 result = 0;
+    for (u32 index = 0; index < capacity_; index += 1) result += entries_[index].client != 0;
+    return result;
+  }
+
+  // Opens a session for `client` at op `session` and returns its index. A client that already
+  // has a session (a register committed twice, e.g. after its first reply was lost) gets a
+  // fresh one in the same entry. When full, the least recently active session is evicted.
+  u32 open(u128 client, u64 session, u32 release, u128 request_checksum) {
+    TALLY_ASSERT(client != 0 && session > 0);
+    std::optional<u32> index = find(client);
+    if (!index.has_value()) index = free_or_evict();
+    ClientSession& entry = entries_[*index];
+    entry = ClientSession{};
+    entry.client = client;
+    entry.session = session;
+    entry.request = 0;
+    entry.release = release;
+    entry.request_checksum = request_checksum;
+    entry.reply_op = session;
+    return *index;
+  }
+
+  // Where the reply of the entry's next committed request is built: the whole message buffer.
+  std::span<std::byte> reply_buffer(u32 index) {
+    TALLY_ASSERT(index < capacity_);
+    return {replies_.data() + std::size_t{index} * message_size_, message_size_};
+  }
+
+  // Records the committed request whose reply now sits in reply_buffer(index).
+  void reply_record(u32 index, u32 request, u128 request_checksum, u64 op) {
+    ClientSession& entry = entries_[index];
+    TALLY_ASSERT(entry.client != 0);
+    TALLY_ASSERT(op >= entry.reply_op);
+    entry.request = request;
+    entry.request_checksum = request_checksum;
+    entry.reply_op = op;
+    std::memcpy(&entry.reply, reply_buffer(index).data(), header_size);
+    TALLY_ASSERT(entry.reply.command == Command::reply && entry.reply.size <= message_size_);
+  }
+
+  // The latest reply, header and body, as sent.
+  std::span<const std::byte> reply_bytes(u32 index) const {
+    const ClientSession& entry = entries_[index];
+    TALLY_ASSERT(entry.client != 0 && entry.reply.command == Command::reply);
+    return {replies_.data() + std::size_t{index} * message_size_, entry.reply.size};
+  }
+
+ private:
+  u32 free_or_evict() const {
+    std::optional<u32> oldest;
+    for (u32 index = 0; index < capacity_; index += 1) {
+      const ClientSession& entry = entries_[index];
+      if (entry.client == 0) return index;
+      // Ties cannot happen (one reply per op), but the lowest index wins deterministically.
+      if (!oldest.has_value() || entry.reply_op < entries_[*oldest].reply_op) oldest = index;
+    }
+    return *oldest;
+  }
+
+  u32 capacity_ = 0;
+  u32 message_size_ = 0;
+  base::LargeArray<ClientSession> entries_;
+  base::LargeArray<std::byte> replies_;
+};
+
+}  // namespace tally::vsr

@@ -1,0 +1,1251 @@
+// Replica: one member of a Tally cluster. Viewstamped Replication's normal operation over the
+// journal (WAL, superblock) and the state machine, templated on Storage, Bus and Time so that
+// the same code runs on io_uring (src/cli) and in the simulator (tests/simulator).
+//
+// docs/vsr-protocol.md describes the messages and the rules; in short:
+//
+//   client ── request ──> primary (replica view % replica_count)
+//     primary: §5.4 decision; prepare = request body + op (next), timestamp, parent (hash chain)
+//     primary ── prepare ──> every backup; primary and backups write it to their WAL
+//     backup ── prepare_ok ──> primary, once the prepare is durable
+//     primary: quorum (its own write included) => committed; executes in op order; replies
+//     backups learn the commit number from later prepares and from commit heartbeats, and
+//     execute up to it; every replica keeps the client sessions (with each latest reply).
+//
+// The log is a hash chain: every prepare names its parent's checksum, op 1's parent is the
+// cluster's root prepare (root_prepare()). A backup appends only the op after its head whose
+// parent is its head, so its log is always a prefix-consistent copy of the primary's. Gaps
+// (lost prepares) are repaired by asking the primary for the missing op (get_prepare); the
+// primary retransmits prepares that lack acknowledgements.
+//
+// What is not here yet (docs/vsr-protocol.md, "Limits"): view changes (a failed primary stops
+// the cluster until it restarts), checkpoints (the WAL's slot_count bounds the ops a cluster can
+// prepare; the primary stops preparing beyond it), state sync. A primary that restarts in a
+// cluster moves to view + replica_count (the same primary), so that prepares it made before the
+// crash and never made durable are told apart from the ones it makes now.
+//
+// Determinism: no clock reads except Time (realtime for timestamps, ticks for timeouts), no
+// randomness, no iteration over unordered containers; messages, ticks and storage completions
+// are the only inputs.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstring>
+#include <optional>
+#include <span>
+
+#include "journal/layout.hpp"
+#include "journal/storage.hpp"
+#include "journal/superblock.hpp"
+#include "journal/wal.hpp"
+#include "src/base/assert.hpp"
+#include "src/base/large_array.hpp"
+#include "src/base/message_pool.hpp"
+#include "src/state_machine/config.hpp"
+#include "src/state_machine/state_machine.hpp"
+#include "src/vsr/client_sessions.hpp"
+#include "src/vsr/request_decision.hpp"
+#include "tally/constants.hpp"
+#include "tally/header.hpp"
+#include "tally/types.hpp"
+
+namespace tally::vsr {
+
+// Prepares in flight at the primary, uncommitted: also the WAL's concurrent writes.
+inline constexpr u32 pipeline_max = journal::wal_write_count_max;
+// Recent prepares kept in memory by op (a power of two), so that commits rarely read the WAL.
+inline constexpr u32 prepare_cache_max = 64;
+// Requests waiting for room in the pipeline: one per client session at most.
+inline constexpr u32 request_queue_max = clients_max;
+
+// Timeouts, in ticks of 10 ms.
+inline constexpr u32 commit_heartbeat_ticks = 10;
+inline constexpr u32 prepare_retry_ticks = 20;
+inline constexpr u32 repair_ticks = 10;
+inline constexpr u32 pulse_ticks = 10;
+
+struct ReplicaOptions {
+  u128 cluster = 0;
+  u8 replica = 0;
+  u8 replica_count = 1;
+  state_machine::Config state_machine;
+};
+
+// The smallest number of replicas (the primary included) that must hold a prepare before it is
+// committed: a majority, so that any two quorums intersect.
+constexpr u32 quorum_replication(u32 replica_count) { return replica_count / 2 + 1; }
+
+// The cluster's op 0: the anchor of the hash chain, the same on every replica of a cluster.
+inline Header root_prepare(u128 cluster) {
+  Header header{};
+  header.cluster = cluster;
+  header.size = header_size;
+  header.release = release_server;
+  header.command = Command::prepare;
+  header.prepare.operation = Operation::root;
+  header.checksum_body = checksum_empty;
+  set_checksum(header);
+  return header;
+}
+
+enum class ReplicaStatus : u8 { init, opening, normal };
+
+struct ReplicaStats {
+  u64 requests_received = 0;
+  u64 requests_dropped = 0;
+  u64 requests_evicted = 0;
+  u64 requests_duplicate = 0;
+  u64 requests_capacity_dropped = 0;  // The ledger is full: see docs/vsr-protocol.md.
+  u64 prepares_accepted = 0;
+  u64 prepares_ignored = 0;
+  u64 prepares_truncated = 0;
+  u64 repairs_requested = 0;
+  u64 messages_invalid = 0;
+  u64 ops_committed = 0;
+};
+
+template <journal::Storage S, typename Bus, typename Time>
+class Replica {
+ public:
+  using OpenCallback = void (*)(Replica* replica);
+
+  Replica(S& storage, Bus& bus, Time& time, const journal::Layout& layout,
+          const ReplicaOptions& options)
+      : storage_(storage),
+        bus_(bus),
+        time_(time),
+        layout_(layout),
+        options_(options),
+        superblock_(storage),
+        wal_(storage, layout,
+             journal::WalOptions{.cluster = options.cluster, .solo = options.replica_count == 1}),
+        root_(root_prepare(options.cluster)) {
+    TALLY_ASSERT(options.replica_count >= 1 && options.replica_count <= replicas_max);
+    TALLY_ASSERT(options.replica < options.replica_count);
+    TALLY_ASSERT(layout.config().message_size_max == message_size_max,
+                 "the replica needs whole-size messages (any reply must fit)");
+    TALLY_ASSERT(bus.pool().message_size() >= message_size_max);
+    superblock_.context = this;
+    wal_completion_.context = this;
+    state_machine_.init(options.state_machine);
+    sessions_.init(clients_max, message_size_max);
+    scratch_reply_.init(message_size_max);
+    for (WriteSlot& slot : write_slots_) slot.write.context = this;
+    commit_read_.context = this;
+    repair_read_.context = this;
+  }
+
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  ~Replica() { release_messages(); }
+
+  // -------------------------------------------------------------------------------------------
+  // Observers (tests, the simulator's checkers, `tally start`'s log).
+
+  ReplicaStatus status() const { return status_; }
+  u8 replica() const { return options_.replica; }
+  u8 replica_count() const { return options_.replica_count; }
+  u32 view() const { return view_; }
+  bool primary() const { return primary_index(view_) == options_.replica; }
+  u64 op() const { return op_; }
+  u64 commit_min() const { return commit_min_; }
+  u64 commit_max() const { return commit_max_; }
+  u64 op_prepare_max() const { return op_checkpoint_ + wal_.slot_count(); }
+  const state_machine::StateMachine& state_machine() const { return state_machine_; }
+  const ClientSessions& sessions() const { return sessions_; }
+  const ReplicaStats& stats() const { return stats_; }
+  const journal::Wal<S>& wal() const { return wal_; }
+  u32 pipeline_count() const { return pipeline_count_; }
+  // The checksum of the committed prepare at `op` (<= commit_min), if the WAL still names it.
+  std::optional<u128> checksum_of(u64 op) const {
+    if (op == 0) return root_.checksum;
+    const Header* header = wal_.header_with_op(op);
+    if (header == nullptr) return std::nullopt;
+    return header->checksum;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lifecycle.
+
+  // Opens the data file: superblock, WAL recovery, replay of the log. `callback` runs when the
+  // replica is normal; fatal() stops the process when the file belongs elsewhere.
+  void open(OpenCallback callback) {
+    TALLY_ASSERT(status_ == ReplicaStatus::init);
+    status_ = ReplicaStatus::opening;
+    open_callback_ = callback;
+    superblock_.open(true, superblock_open_callback);
+  }
+
+  // Every 10 ms.
+  void tick() {
+    ticks_ += 1;
+    if (status_ != ReplicaStatus::normal) return;
+    if (primary()) {
+      primary_tick();
+    } else {
+      backup_tick();
+    }
+  }
+
+  // A message from the bus (one reference held by the bus for the call's duration).
+  void on_message(base::Message* message) {
+    if (status_ != ReplicaStatus::normal) return;
+    const Header& header = message->header();
+    if (header.cluster != options_.cluster || validate_header(header) != HeaderError::none) {
+      stats_.messages_invalid += 1;
+      return;
+    }
+    switch (header.command) {
+      case Command::request: on_request(message); break;
+      case Command::ping_client: on_ping_client(message); break;
+      case Command::prepare: on_prepare(message); break;
+      case Command::prepare_ok: on_prepare_ok(message); break;
+      case Command::commit: on_commit(message); break;
+      case Command::get_prepare: on_get_prepare(message); break;
+      default: stats_.messages_invalid += 1; break;
+    }
+  }
+
+ private:
+  struct PipelineEntry {
+    base::Message* prepare = nullptr;
+    u64 op = 0;
+    u32 ok_mask = 0;  // Bit r: replica r holds the prepare durably (the primary's own bit too).
+  };
+
+  struct WriteSlot {
+    typename journal::Wal<S>::Write write;
+    base::Message* message = nullptr;
+  };
+
+  u8 primary_index(u32 view) const { return static_cast<u8>(view % options_.replica_count); }
+  u32 quorum() const { return quorum_replication(options_.replica_count); }
+  bool solo() const { return options_.replica_count == 1; }
+  base::MessagePool& pool() { return bus_.pool(); }
+
+  // -------------------------------------------------------------------------------------------
+  // Opening.
+
+  static void superblock_open_callback(journal::SuperblockStore<S>* store) {
+    auto* self = static_cast<Replica*>(store->context);
+    self->superblock_opened();
+  }
+
+  void superblock_opened() {
+    if (superblock_.result() != journal::SuperblockResult::ok) {
+      base::fatal(base::FatalReason::data_file_invalid, "the data file's superblock: %s",
+                  journal::superblock_result_message(superblock_.result()));
+    }
+    const journal::Superblock& working = superblock_.working();
+    if (working.cluster != options_.cluster || working.replica != options_.replica ||
+        working.replica_count != options_.replica_count) {
+      base::fatal(base::FatalReason::data_file_mismatch,
+                  "the data file is replica %u of %u, not replica %u of %u (or of another "
+                  "cluster)",
+                  working.replica, working.replica_count, options_.replica,
+                  options_.replica_count);
+    }
+    if (working.layout != layout_.config()) {
+      base::fatal(base::FatalReason::data_file_mismatch,
+                  "the data file's layout differs from the one this replica was built for");
+    }
+    view_ = working.vsr_state.view;
+    op_checkpoint_ = working.checkpoint.op;
+    TALLY_ASSERT(op_checkpoint_ == 0, "checkpoints are not written yet");
+    wal_.recover(&wal_completion_, wal_recovered_callback, journal::RecoverOptions{});
+  }
+
+  static void wal_recovered_callback(typename journal::Wal<S>::Completion* completion) {
+    static_cast<Replica*>(completion->context)->wal_recovered();
+  }
+
+  void wal_recovered() {
+    // The log is the hash chain from the root as far as it goes unbroken.
+    op_ = op_checkpoint_;
+    head_checksum_ = root_.checksum;
+    for (u64 op = op_checkpoint_ + 1; op <= op_checkpoint_ + wal_.slot_count(); op += 1) {
+      const Header* header = wal_.header_with_op(op);
+      if (header == nullptr || header->prepare.parent != head_checksum_) break;
+      op_ = op;
+      head_checksum_ = header->checksum;
+      prepare_timestamp_ = header->prepare.timestamp;
+    }
+    // Entries past a break cannot be trusted to follow the chain: a solo replica has no one to
+    // ask for the missing op, so that is data loss; a backup fetches them again.
+    const std::optional<u64> op_max = wal_.op_max();
+    if (op_max.has_value() && *op_max > op_) {
+      if (solo()) {
+        base::fatal(base::FatalReason::data_file_invalid,
+                    "the WAL's op %llu is damaged or missing but op %llu follows it; a single "
+                    "replica cannot repair it",
+                    static_cast<unsigned long long>(op_ + 1),
+                    static_cast<unsigned long long>(*op_max));
+      }
+      log_truncate_after(op_);
+    }
+    // What may be executed now: a solo replica committed everything it wrote; a primary in a
+    // cluster everything but the pipeline's worth at its head (it never had more uncommitted);
+    // a backup waits for the primary to say.
+    if (solo()) {
+      replay_target_ = op_;
+    } else if (primary_index(view_) == options_.replica) {
+      replay_target_ = op_ > pipeline_max ? op_ - pipeline_max : 0;
+    } else {
+      replay_target_ = 0;
+    }
+    commit_max_ = replay_target_;
+    op_verified_ = op_;
+    if (!solo() && primary_index(view_) != options_.replica) op_verified_ = op_checkpoint_;
+    replay_next();
+  }
+
+  // Executes ops commit_min+1 .. replay_target from the WAL, one read at a time, then loads
+  // the rest of a primary's log into its pipeline.
+  void replay_next() {
+    if (commit_min_ < replay_target_) {
+      commit_read_start(commit_min_ + 1, replay_read_callback);
+      return;
+    }
+    if (!solo() && primary_index(view_) == options_.replica && pipeline_reload_op_ < op_) {
+      if (pipeline_reload_op_ < commit_min_) pipeline_reload_op_ = commit_min_;
+      commit_read_start(pipeline_reload_op_ + 1, reload_read_callback);
+      return;
+    }
+    open_finish();
+  }
+
+  void commit_read_start(u64 op, void (*callback)(typename journal::Wal<S>::Read*)) {
+    TALLY_ASSERT(commit_read_message_ == nullptr);
+    const Header* header = wal_.header_with_op(op);
+    TALLY_ASSERT(header != nullptr);
+    commit_read_message_ = pool().get();
+    TALLY_ASSERT(commit_read_message_ != nullptr, "message pool exhausted while opening");
+    wal_.read_prepare(&commit_read_, callback, op, header->checksum,
+                      {commit_read_message_->buffer, message_size_max});
+  }
+
+  base::Message* commit_read_take(typename journal::Wal<S>::Read* read) {
+    base::Message* message = commit_read_message_;
+    commit_read_message_ = nullptr;
+    if (read->status != journal::PrepareStatus::ok) {
+      pool().unref(message);
+      return nullptr;
+    }
+    return message;
+  }
+
+  static void replay_read_callback(typename journal::Wal<S>::Read* read) {
+    auto* self = static_cast<Replica*>(read->context);
+    base::Message* message = self->commit_read_take(read);
+    if (message == nullptr) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the WAL's op %llu cannot be read back intact",
+                  static_cast<unsigned long long>(read->op));
+    }
+    self->execute(message);
+    self->pool().unref(message);
+    self->replay_next();
+  }
+
+  static void reload_read_callback(typename journal::Wal<S>::Read* read) {
+    auto* self = static_cast<Replica*>(read->context);
+    base::Message* message = self->commit_read_take(read);
+    if (message == nullptr) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the WAL's op %llu cannot be read back intact",
+                  static_cast<unsigned long long>(read->op));
+    }
+    TALLY_ASSERT(self->pipeline_count_ < pipeline_max);
+    self->cache_put(message);
+    PipelineEntry& entry = self->pipeline_[self->pipeline_count_];
+    entry = PipelineEntry{.prepare = message, .op = read->op, .ok_mask = 0};
+    entry.ok_mask |= 1u << self->options_.replica;  // Durable here already.
+    self->pipeline_count_ += 1;
+    self->pipeline_reload_op_ = read->op;
+    self->replay_next();
+  }
+
+  void open_finish() {
+    // A primary that restarts in a cluster moves to a later view in which it is still primary,
+    // so that backups can tell its new prepares from the ones of its previous life (see the
+    // header comment); the view is durable before any message of the new view leaves.
+    if (!solo() && primary_index(view_) == options_.replica) {
+      view_ += options_.replica_count;
+      journal::SuperblockUpdate update{
+          .vsr_state = {.view = view_, .log_view = view_, .commit_max = commit_min_},
+          .checkpoint = superblock_.working().checkpoint,
+      };
+      superblock_.update(update, superblock_view_callback);
+      return;
+    }
+    become_normal();
+  }
+
+  static void superblock_view_callback(journal::SuperblockStore<S>* store) {
+    static_cast<Replica*>(store->context)->become_normal();
+  }
+
+  void become_normal() {
+    status_ = ReplicaStatus::normal;
+    if (prepare_timestamp_ < state_machine_.commit_timestamp()) {
+      prepare_timestamp_ = state_machine_.commit_timestamp();
+    }
+    if (primary()) {
+      for (u32 index = 0; index < pipeline_count_; index += 1) {
+        prepare_send_to_backups(pipeline_[index]);
+      }
+    }
+    if (open_callback_ != nullptr) open_callback_(this);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Requests (primary).
+
+  void on_request(base::Message* message) {
+    stats_.requests_received += 1;
+    if (!primary()) {
+      // Clients find the primary from the view in replies; backups stay silent.
+      stats_.requests_dropped += 1;
+      return;
+    }
+    request_handle(message, /*from_queue=*/false);
+  }
+
+  void request_handle(base::Message* message, bool from_queue) {
+    const Header& header = message->header();
+    const RequestDecision decision = request_decide(
+        header, message->body(), sessions_,
+        RequestLimits{.batch_size_limit = batch_size_limit(), .view = view_});
+    switch (decision.action) {
+      case RequestAction::drop: stats_.requests_dropped += 1; return;
+      case RequestAction::evict:
+        stats_.requests_evicted += 1;
+        eviction_send(header.request.client, decision.reason);
+        return;
+      case RequestAction::duplicate:
+        stats_.requests_duplicate += 1;
+        reply_send(decision.session_index);
+        return;
+      case RequestAction::prepare: break;
+    }
+    // 10. Already being prepared or waiting: the reply will come.
+    if (client_in_flight(header.request.client, from_queue ? message : nullptr)) {
+      stats_.requests_dropped += 1;
+      return;
+    }
+    if (!from_queue && (pipeline_count_ == pipeline_max || op_ + 1 > op_prepare_max() ||
+                        request_queue_count_ > 0)) {
+      request_enqueue(message);
+      return;
+    }
+    if (pipeline_count_ == pipeline_max || op_ + 1 > op_prepare_max()) {
+      TALLY_ASSERT(!from_queue, "a queued request is prepared only when there is room");
+    }
+    const Operation operation = header.request.operation;
+    if (operation_is_state_machine(operation) &&
+        !state_machine_.capacity_admits(operation, message->body(), pipeline_reservation())) {
+      // No room left in the ledger for the worst case of this request: it is not prepared.
+      // The client retries; docs/vsr-protocol.md explains the limit.
+      stats_.requests_capacity_dropped += 1;
+      return;
+    }
+    prepare_start(header.request.client, header.checksum, header.request.request,
+                  header.release, operation, message->body());
+  }
+
+  u32 batch_size_limit() const { return message_size_max - header_size; }
+
+  bool client_in_flight(u128 client, const base::Message* except) const {
+    for (u32 index = 0; index < pipeline_count_; index += 1) {
+      if (pipeline_[index].prepare->header().prepare.client == client) return true;
+    }
+    for (u32 index = 0; index < request_queue_count_; index += 1) {
+      const base::Message* queued = request_queue_[request_queue_index(index)];
+      if (queued != except && queued->header().request.client == client) return true;
+    }
+    return false;
+  }
+
+  u32 request_queue_index(u32 position) const {
+    return (request_queue_head_ + position) % request_queue_max;
+  }
+
+  void request_enqueue(base::Message* message) {
+    if (request_queue_count_ == request_queue_max) {
+      stats_.requests_dropped += 1;
+      return;
+    }
+    request_queue_[request_queue_index(request_queue_count_)] = pool().ref(message);
+    request_queue_count_ += 1;
+  }
+
+  // Prepares queued requests while the pipeline and the WAL have room.
+  void request_queue_drain() {
+    while (request_queue_count_ > 0 && pipeline_count_ < pipeline_max &&
+           op_ + 1 <= op_prepare_max()) {
+      base::Message* message = request_queue_[request_queue_head_];
+      request_queue_[request_queue_head_] = nullptr;
+      request_queue_head_ = (request_queue_head_ + 1) % request_queue_max;
+      request_queue_count_ -= 1;
+      request_handle(message, /*from_queue=*/true);
+      pool().unref(message);
+    }
+  }
+
+  state_machine::StateMachine::Reservation pipeline_reservation() const {
+    state_machine::StateMachine::Reservation reservation{.accounts = 0, .transfers = 0};
+    for (u32 index = 0; index < pipeline_count_; index += 1) {
+      const base::Message* prepare = pipeline_[index].prepare;
+      const Operation operation = prepare->header().prepare.operation;
+      if (!operation_is_state_machine(operation) ||
+          operation == Operation::state_machine_pulse) {
+        continue;
+      }
+      const u32 events = state_machine::StateMachine::timestamp_event_count(operation,
+                                                                           prepare->body());
+      if (operation == Operation::create_accounts ||
+          operation == Operation::deprecated_create_accounts_sparse ||
+          operation == Operation::deprecated_create_accounts_unbatched) {
+        reservation.accounts += events;
+      } else {
+        reservation.transfers += events;
+      }
+    }
+    return reservation;
+  }
+
+  // The operation's timestamp (§7.1): after the previous prepare's and the last commit's, at
+  // least the wall clock, plus one per event it creates.
+  u64 timestamp_next(Operation operation, std::span<const std::byte> body) {
+    u64 timestamp = prepare_timestamp_;
+    const u64 commit_timestamp = state_machine_.commit_timestamp();
+    if (timestamp < commit_timestamp) timestamp = commit_timestamp;
+    timestamp += 1;
+    const i64 now = time_.realtime_ns();
+    if (now > 0 && static_cast<u64>(now) > timestamp) timestamp = static_cast<u64>(now);
+    timestamp += events_of(operation, body);
+    prepare_timestamp_ = timestamp;
+    return timestamp;
+  }
+
+  static u32 events_of(Operation operation, std::span<const std::byte> body) {
+    if (operation == Operation::pulse) {
+      return state_machine::StateMachine::timestamp_event_count(Operation::state_machine_pulse,
+                                                                {});
+    }
+    if (!operation_is_state_machine(operation)) return 0;
+    return state_machine::StateMachine::timestamp_event_count(operation, body);
+  }
+
+  void prepare_start(u128 client, u128 request_checksum, u32 request, u32 release,
+                     Operation operation, std::span<const std::byte> body) {
+    TALLY_ASSERT(primary() && pipeline_count_ < pipeline_max && op_ + 1 <= op_prepare_max());
+    base::Message* message = pool().get();
+    if (message == nullptr) {
+      stats_.requests_dropped += 1;
+      return;
+    }
+    Header& header = message->header();
+    header.cluster = options_.cluster;
+    header.size = header_size + static_cast<u32>(body.size());
+    header.view = view_;
+    header.release = release;
+    header.command = Command::prepare;
+    header.replica = options_.replica;
+    header.prepare.parent = head_checksum_;
+    header.prepare.client = client;
+    header.prepare.request_checksum = request_checksum;
+    header.prepare.op = op_ + 1;
+    header.prepare.commit = commit_max_;
+    header.prepare.timestamp = timestamp_next(operation, body);
+    header.prepare.request = request;
+    header.prepare.operation = operation;
+    if (!body.empty()) std::memcpy(message->buffer + header_size, body.data(), body.size());
+    set_checksum_body(header, message->body());
+    set_checksum(header);
+    message->pad_zero();
+
+    op_ = header.prepare.op;
+    op_verified_ = op_;
+    head_checksum_ = header.checksum;
+    PipelineEntry& entry = pipeline_[pipeline_count_];
+    entry = PipelineEntry{.prepare = message, .op = op_, .ok_mask = 0};
+    pipeline_count_ += 1;
+    cache_put(message);
+    write_enqueue(message);
+    prepare_send_to_backups(entry);
+  }
+
+  void prepare_send_to_backups(const PipelineEntry& entry) {
+    for (u8 replica = 0; replica < options_.replica_count; replica += 1) {
+      if (replica == options_.replica) continue;
+      if ((entry.ok_mask & (1u << replica)) != 0) continue;
+      bus_.send_to_replica(replica, entry.prepare);
+    }
+  }
+
+  PipelineEntry* pipeline_find(u64 op, u128 checksum) {
+    for (u32 index = 0; index < pipeline_count_; index += 1) {
+      PipelineEntry& entry = pipeline_[index];
+      if (entry.op == op && entry.prepare->header().checksum == checksum) return &entry;
+    }
+    return nullptr;
+  }
+
+  void on_prepare_ok(base::Message* message) {
+    const Header& header = message->header();
+    if (!primary() || header.view != view_ || header.replica >= options_.replica_count ||
+        header.replica == options_.replica) {
+      return;
+    }
+    PipelineEntry* entry = pipeline_find(header.prepare_ok.op, header.prepare_ok.prepare_checksum);
+    if (entry == nullptr) return;
+    entry->ok_mask |= 1u << header.replica;
+    pipeline_commit();
+  }
+
+  // Commits the pipeline's head while it has a quorum, the primary's own write included (so a
+  // committed op is always in the primary's WAL).
+  void pipeline_commit() {
+    while (pipeline_count_ > 0) {
+      const PipelineEntry& head = pipeline_[0];
+      if ((head.ok_mask & (1u << options_.replica)) == 0) break;
+      if (static_cast<u32>(std::popcount(head.ok_mask)) < quorum()) break;
+      TALLY_ASSERT(head.op == commit_max_ + 1);
+      commit_max_ = head.op;
+      pool().unref(head.prepare);
+      for (u32 index = 1; index < pipeline_count_; index += 1) {
+        pipeline_[index - 1] = pipeline_[index];
+      }
+      pipeline_count_ -= 1;
+      pipeline_[pipeline_count_] = PipelineEntry{};
+    }
+    commit_journal();
+  }
+
+  void primary_tick() {
+    if (ticks_ % commit_heartbeat_ticks == 0 && !solo()) commit_heartbeat_send();
+    if (ticks_ % prepare_retry_ticks == 0) {
+      for (u32 index = 0; index < pipeline_count_; index += 1) {
+        prepare_send_to_backups(pipeline_[index]);
+      }
+    }
+    if (ticks_ % pulse_ticks == 0) pulse_maybe();
+    request_queue_drain();
+  }
+
+  void pulse_maybe() {
+    if (pipeline_count_ == pipeline_max || op_ + 1 > op_prepare_max()) return;
+    for (u32 index = 0; index < pipeline_count_; index += 1) {
+      if (pipeline_[index].prepare->header().prepare.operation == Operation::pulse) return;
+    }
+    const i64 now = time_.realtime_ns();
+    if (now <= 0 || !state_machine_.pulse_needed(static_cast<u64>(now))) return;
+    prepare_start(0, 0, 0, release_server, Operation::pulse, {});
+  }
+
+  void commit_heartbeat_send() {
+    base::Message* message = pool().get();
+    if (message == nullptr) return;
+    Header& header = message->header();
+    frame_fill(header, Command::commit);
+    header.commit.commit = commit_max_;
+    const std::optional<u128> checksum = checksum_of(commit_max_);
+    header.commit.commit_checksum = checksum.value_or(0);
+    header.commit.checkpoint_op = op_checkpoint_;
+    message_seal(message);
+    for (u8 replica = 0; replica < options_.replica_count; replica += 1) {
+      if (replica != options_.replica) bus_.send_to_replica(replica, message);
+    }
+    pool().unref(message);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Prepares (backups).
+
+  void on_prepare(base::Message* message) {
+    const Header& header = message->header();
+    if (header.replica != primary_index(header.view) || header.replica == options_.replica) {
+      stats_.messages_invalid += 1;
+      return;
+    }
+    if (header.prepare.operation == Operation::reserved ||
+        header.prepare.operation == Operation::root || header.prepare.op == 0) {
+      stats_.messages_invalid += 1;
+      return;
+    }
+    if (header.view > view_) view_adopt(header.view);
+    if (primary()) {
+      stats_.prepares_ignored += 1;
+      return;
+    }
+    const u64 op = header.prepare.op;
+    if (header.view == view_ && header.prepare.commit > commit_max_) {
+      commit_max_ = header.prepare.commit;
+    }
+    if (op <= commit_min_) {
+      stats_.prepares_ignored += 1;
+    } else {
+      prepare_accept_or_hold(message);
+    }
+    commit_journal();
+  }
+
+  void view_adopt(u32 view) {
+    TALLY_ASSERT(view > view_);
+    view_ = view;
+    // The chain beyond what this replica has verified may hold prepares the primary lost in a
+    // restart; from now on, only prepares of the new view may replace them.
+  }
+
+  void prepare_accept_or_hold(base::Message* message) {
+    const Header& header = message->header();
+    const u64 op = header.prepare.op;
+    const Header* existing = log_header(op);
+    if (existing != nullptr) {
+      if (existing->checksum == header.checksum) {
+        // A retransmission: acknowledge again once durable.
+        if (op <= op_ && !log_dirty(op)) prepare_ok_send(header);
+        stats_.prepares_ignored += 1;
+        return;
+      }
+      // A different prepare for an op this replica holds: only a later view's prepare wins (it
+      // was prepared after the primary restarted without the entry held here, which therefore
+      // never committed).
+      if (header.view <= existing->view || !log_truncate_after(op - 1)) {
+        stats_.prepares_ignored += 1;
+        return;
+      }
+      stats_.prepares_truncated += 1;
+    }
+    if (op > op_prepare_max()) {
+      stats_.prepares_ignored += 1;
+      return;
+    }
+    if (op != op_ + 1) {
+      // A gap: keep it for when the ops before it arrive, and ask for the next one.
+      if (op > op_ + 1 && op - commit_min_ < prepare_cache_max) cache_put(message);
+      repair_request(op_ + 1);
+      return;
+    }
+    if (header.prepare.parent != head_checksum_) {
+      // The head here is not the primary's: ask for the primary's version of it.
+      if (op_ > commit_min_) repair_request(op_);
+      stats_.prepares_ignored += 1;
+      return;
+    }
+    prepare_append(message);
+    // Held prepares that now follow.
+    while (op_ < op_prepare_max()) {
+      base::Message* next = cache_get(op_ + 1);
+      if (next == nullptr || next->header().prepare.parent != head_checksum_) break;
+      if (log_header(op_ + 1) != nullptr) break;
+      prepare_append(next);
+    }
+  }
+
+  void prepare_append(base::Message* message) {
+    const Header& header = message->header();
+    TALLY_ASSERT(header.prepare.op == op_ + 1 && header.prepare.parent == head_checksum_);
+    op_ = header.prepare.op;
+    head_checksum_ = header.checksum;
+    if (header.view == view_ || op_verified_ + 1 == op_) op_verified_ = op_;
+    stats_.prepares_accepted += 1;
+    cache_put(message);
+    write_enqueue(message);
+  }
+
+  void prepare_ok_send(const Header& prepare) {
+    base::Message* message = pool().get();
+    if (message == nullptr) return;
+    Header& header = message->header();
+    frame_fill(header, Command::prepare_ok);
+    header.prepare_ok.prepare_checksum = prepare.checksum;
+    header.prepare_ok.parent = prepare.prepare.parent;
+    header.prepare_ok.op = prepare.prepare.op;
+    header.prepare_ok.commit = commit_min_;
+    header.prepare_ok.timestamp = prepare.prepare.timestamp;
+    message_seal(message);
+    bus_.send_to_replica(primary_index(view_), message);
+    pool().unref(message);
+  }
+
+  void on_commit(base::Message* message) {
+    const Header& header = message->header();
+    if (header.replica != primary_index(header.view) || header.replica == options_.replica) {
+      stats_.messages_invalid += 1;
+      return;
+    }
+    if (header.view > view_) view_adopt(header.view);
+    if (header.view != view_ || primary()) return;
+    const u64 commit = header.commit.commit;
+    if (commit > commit_max_) commit_max_ = commit;
+    if (commit <= op_ && commit > op_verified_) {
+      const Header* ours = log_header(commit);
+      if (ours != nullptr && ours->checksum == header.commit.commit_checksum) {
+        op_verified_ = commit;
+      } else if (commit > commit_min_) {
+        repair_request(commit);
+      }
+    }
+    commit_journal();
+  }
+
+  void backup_tick() {
+    if (ticks_ % repair_ticks != 0) return;
+    if (commit_max_ > op_) {
+      repair_request(op_ + 1);
+    } else if (op_verified_ < commit_max_ && commit_max_ > commit_min_) {
+      repair_request(commit_max_);
+    }
+  }
+
+  void repair_request(u64 op) {
+    if (repair_requested_op_ == op && ticks_ < repair_requested_tick_ + repair_ticks) return;
+    repair_requested_op_ = op;
+    repair_requested_tick_ = ticks_;
+    base::Message* message = pool().get();
+    if (message == nullptr) return;
+    Header& header = message->header();
+    frame_fill(header, Command::get_prepare);
+    header.get_prepare.op = op;
+    message_seal(message);
+    stats_.repairs_requested += 1;
+    bus_.send_to_replica(primary_index(view_), message);
+    pool().unref(message);
+  }
+
+  void on_get_prepare(base::Message* message) {
+    const Header& header = message->header();
+    if (header.replica >= options_.replica_count || header.replica == options_.replica) return;
+    const u64 op = header.get_prepare.op;
+    const Header* ours = log_header(op);
+    if (ours == nullptr || op > op_) return;
+    const u128 wanted = header.get_prepare.prepare_checksum;
+    if (wanted != 0 && wanted != ours->checksum) return;
+    if (base::Message* cached = cache_get(op); cached != nullptr) {
+      if (cached->header().checksum == ours->checksum) {
+        bus_.send_to_replica(header.replica, cached);
+        return;
+      }
+    }
+    if (repair_read_message_ != nullptr || log_dirty(op)) return;  // One at a time; retried.
+    repair_read_message_ = pool().get();
+    if (repair_read_message_ == nullptr) return;
+    repair_read_to_ = header.replica;
+    wal_.read_prepare(&repair_read_, repair_read_callback, op, ours->checksum,
+                      {repair_read_message_->buffer, message_size_max});
+  }
+
+  static void repair_read_callback(typename journal::Wal<S>::Read* read) {
+    auto* self = static_cast<Replica*>(read->context);
+    base::Message* message = self->repair_read_message_;
+    self->repair_read_message_ = nullptr;
+    if (read->status == journal::PrepareStatus::ok) {
+      self->bus_.send_to_replica(self->repair_read_to_, message);
+    }
+    self->pool().unref(message);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The log: the WAL's entries plus prepares accepted but still waiting for a WAL write.
+
+  const Header* log_header(u64 op) const {
+    if (op == 0) return &root_;
+    for (u32 index = 0; index < write_queue_count_; index += 1) {
+      const base::Message* queued = write_queue_[write_queue_index(index)];
+      if (queued->header().prepare.op == op) return &queued->header();
+    }
+    return wal_.header_with_op(op);
+  }
+
+  bool log_dirty(u64 op) const {
+    for (u32 index = 0; index < write_queue_count_; index += 1) {
+      if (write_queue_[write_queue_index(index)]->header().prepare.op == op) return true;
+    }
+    return wal_.dirty(wal_.slot_for_op(op));
+  }
+
+  // Removes every entry above `op` (never a committed one). False if a WAL write to one of
+  // them is in flight: the caller tries again later.
+  bool log_truncate_after(u64 op) {
+    TALLY_ASSERT(op >= commit_min_);
+    const std::optional<u64> op_max = wal_.op_max();
+    const u64 last = op_max.has_value() && *op_max > op_ ? *op_max : op_;
+    for (u64 candidate = op + 1; candidate <= last; candidate += 1) {
+      if (wal_.writing(wal_.slot_for_op(candidate))) return false;
+    }
+    while (write_queue_count_ > 0) {
+      const u32 tail = write_queue_index(write_queue_count_ - 1);
+      if (write_queue_[tail]->header().prepare.op <= op) break;
+      pool().unref(write_queue_[tail]);
+      write_queue_[tail] = nullptr;
+      write_queue_count_ -= 1;
+    }
+    for (u64 candidate = op + 1; candidate <= last; candidate += 1) {
+      const u32 slot = wal_.slot_for_op(candidate);
+      const Header& header = wal_.header(slot);
+      if (header.prepare.operation != Operation::reserved && header.prepare.op > op) {
+        wal_.remove_entry(slot);
+      }
+    }
+    const Header* head = log_header(op);
+    TALLY_ASSERT(head != nullptr || op == op_checkpoint_);
+    op_ = op;
+    head_checksum_ = head != nullptr ? head->checksum : root_.checksum;
+    if (op_verified_ > op_) op_verified_ = op_;
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // WAL writes, in op order.
+
+  u32 write_queue_index(u32 position) const {
+    return (write_queue_head_ + position) % prepare_cache_max;
+  }
+
+  void write_enqueue(base::Message* message) {
+    TALLY_ASSERT(write_queue_count_ < prepare_cache_max, "WAL write queue overflow");
+    write_queue_[write_queue_index(write_queue_count_)] = pool().ref(message);
+    write_queue_count_ += 1;
+    write_pump();
+  }
+
+  void write_pump() {
+    while (write_queue_count_ > 0) {
+      if (wal_.writes_in_flight() == journal::wal_write_count_max) return;
+      if (solo() && wal_.writes_in_flight() > 0) return;
+      base::Message* message = write_queue_[write_queue_head_];
+      if (wal_.writing(wal_.slot_for_op(message->header().prepare.op))) return;
+      WriteSlot* slot = nullptr;
+      for (WriteSlot& candidate : write_slots_) {
+        if (candidate.message == nullptr) {
+          slot = &candidate;
+          break;
+        }
+      }
+      TALLY_ASSERT(slot != nullptr);
+      write_queue_[write_queue_head_] = nullptr;
+      write_queue_head_ = (write_queue_head_ + 1) % prepare_cache_max;
+      write_queue_count_ -= 1;
+      slot->message = message;  // The queue's reference moves to the write.
+      wal_.write_prepare(&slot->write, write_callback, message->padded());
+    }
+  }
+
+  static void write_callback(typename journal::Wal<S>::Write* write) {
+    auto* self = static_cast<Replica*>(write->context);
+    WriteSlot* slot = nullptr;
+    for (WriteSlot& candidate : self->write_slots_) {
+      if (&candidate.write == write) slot = &candidate;
+    }
+    TALLY_ASSERT(slot != nullptr && slot->message != nullptr);
+    base::Message* message = slot->message;
+    slot->message = nullptr;
+    self->write_done(message->header());
+    self->pool().unref(message);
+    self->write_pump();
+  }
+
+  void write_done(const Header& header) {
+    const Header* entry = log_header(header.prepare.op);
+    if (entry == nullptr || entry->checksum != header.checksum) return;  // Truncated meanwhile.
+    if (primary()) {
+      PipelineEntry* pipeline_entry = pipeline_find(header.prepare.op, header.checksum);
+      if (pipeline_entry != nullptr) {
+        pipeline_entry->ok_mask |= 1u << options_.replica;
+        pipeline_commit();
+      }
+    } else {
+      prepare_ok_send(header);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The prepare cache.
+
+  void cache_put(base::Message* message) {
+    const u64 op = message->header().prepare.op;
+    base::Message*& slot = prepare_cache_[op % prepare_cache_max];
+    if (slot == message) return;
+    if (slot != nullptr) pool().unref(slot);
+    slot = pool().ref(message);
+  }
+
+  base::Message* cache_get(u64 op) const {
+    base::Message* message = prepare_cache_[op % prepare_cache_max];
+    if (message == nullptr || message->header().prepare.op != op) return nullptr;
+    return message;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Committing: executing committed ops in order, on every replica.
+
+  void commit_journal() {
+    if (status_ != ReplicaStatus::normal) return;
+    while (commit_read_message_ == nullptr) {
+      const u64 limit = commit_max_ < op_verified_ ? commit_max_ : op_verified_;
+      if (commit_min_ >= limit) break;
+      const u64 op = commit_min_ + 1;
+      const Header* entry = log_header(op);
+      if (entry == nullptr) {
+        repair_request(op);
+        break;
+      }
+      base::Message* cached = cache_get(op);
+      if (cached != nullptr && cached->header().checksum == entry->checksum) {
+        execute(cached);
+        continue;
+      }
+      if (log_dirty(op)) {
+        repair_request(op);
+        break;
+      }
+      commit_read_start(op, commit_read_callback);
+    }
+    if (primary()) request_queue_drain();
+  }
+
+  static void commit_read_callback(typename journal::Wal<S>::Read* read) {
+    auto* self = static_cast<Replica*>(read->context);
+    base::Message* message = self->commit_read_take(read);
+    if (message == nullptr) {
+      self->repair_request(read->op);  // The read found the slot damaged: fetch it.
+      return;
+    }
+    if (message->header().prepare.op == self->commit_min_ + 1) {
+      self->cache_put(message);
+    }
+    self->pool().unref(message);
+    self->commit_journal();
+  }
+
+  // Applies one committed prepare: the state machine, the client sessions, and (on the
+  // primary, once normal) the reply.
+  void execute(base::Message* prepare) {
+    const Header& header = prepare->header();
+    const Header::Prepare& fields = header.prepare;
+    TALLY_ASSERT(fields.op == commit_min_ + 1, "op %llu after commit %llu",
+                 static_cast<unsigned long long>(fields.op),
+                 static_cast<unsigned long long>(commit_min_));
+    TALLY_ASSERT(fields.timestamp > state_machine_.commit_timestamp());
+    commit_min_ = fields.op;
+    stats_.ops_committed += 1;
+    if (commit_min_ > commit_max_) commit_max_ = commit_min_;
+
+    std::optional<u32> session_index;
+    std::span<std::byte> reply_body;
+    u32 reply_size = 0;
+    switch (fields.operation) {
+      case Operation::register_session: {
+        session_index = sessions_.open(fields.client, fields.op, header.release,
+                                       fields.request_checksum);
+        reply_body = sessions_.reply_buffer(*session_index).subspan(header_size);
+        RegisterResult result{};
+        result.batch_size_limit = batch_size_limit();
+        std::memcpy(reply_body.data(), &result, sizeof(result));
+        reply_size = sizeof(result);
+        state_machine_.commit_timestamp_set(fields.timestamp);
+        break;
+      }
+      case Operation::pulse: {
+        state_machine_.execute(Operation::state_machine_pulse, fields.timestamp, {},
+                               {scratch_reply_.data(), message_body_size_max});
+        break;
+      }
+      default: {
+        TALLY_ASSERT(operation_is_state_machine(fields.operation));
+        if (fields.client != 0) session_index = sessions_.find(fields.client);
+        reply_body = session_index.has_value()
+                         ? sessions_.reply_buffer(*session_index).subspan(header_size)
+                         : std::span<std::byte>(scratch_reply_.data(), message_body_size_max);
+        reply_size = state_machine_.execute(fields.operation, fields.timestamp,
+                                            prepare->body(), reply_body);
+        break;
+      }
+    }
+    TALLY_ASSERT(state_machine_.commit_timestamp() == fields.timestamp);
+    if (fields.client == 0 || !session_index.has_value()) return;
+
+    // The reply, built where the session keeps it. Every field comes from the prepare, not
+    // from this replica (its index, its current view): every replica, and a replica replaying
+    // after a restart, builds the identical reply, so the context the client chains its next
+    // request to is the same everywhere.
+    std::span<std::byte> buffer = sessions_.reply_buffer(*session_index);
+    Header reply{};
+    reply.cluster = options_.cluster;
+    reply.size = header_size + reply_size;
+    reply.view = header.view;
+    reply.release = header.release;  // The client's own release (protocol §12.1).
+    reply.command = Command::reply;
+    reply.replica = header.replica;
+    reply.reply.request_checksum = fields.request_checksum;
+    reply.reply.client = fields.client;
+    reply.reply.op = fields.op;
+    reply.reply.commit = fields.op;
+    reply.reply.timestamp = fields.timestamp;
+    reply.reply.request = fields.request;
+    reply.reply.operation = fields.operation;
+    set_checksum_body(reply, buffer.subspan(header_size, reply_size));
+    set_reply_context(reply);
+    set_checksum(reply);
+    std::memcpy(buffer.data(), &reply, header_size);
+    sessions_.reply_record(*session_index, fields.request, fields.request_checksum, fields.op);
+    if (status_ == ReplicaStatus::normal && primary()) reply_send(*session_index);
+  }
+
+  void reply_send(u32 session_index) {
+    const std::span<const std::byte> bytes = sessions_.reply_bytes(session_index);
+    base::Message* message = pool().get();
+    if (message == nullptr) return;  // The client retransmits and gets the duplicate.
+    std::memcpy(message->buffer, bytes.data(), bytes.size());
+    message->pad_zero();
+    bus_.send_to_client(sessions_.entry(session_index).client, message);
+    pool().unref(message);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Client messages answered without the log.
+
+  void eviction_send(u128 client, EvictionReason reason) {
+    base::Message* message = pool().get();
+    if (message == nullptr) return;
+    Header& header = message->header();
+    frame_fill(header, Command::eviction);
+    header.eviction.client = client;
+    header.eviction.reason = reason;
+    message_seal(message);
+    bus_.send_to_client(client, message);
+    pool().unref(message);
+  }
+
+  // §5.5: a pong, or an eviction for a session that is gone or a release out of range.
+  void on_ping_client(base::Message* message) {
+    const Header& ping = message->header();
+    const u128 client = ping.ping_client.client;
+    if (ping.ping_client.session != 0 && ping.ping_client.session <= commit_min_ &&
+        !sessions_.find(client).has_value()) {
+      eviction_send(client, EvictionReason::no_session);
+      return;
+    }
+    if (ping.release < release_client_min) {
+      eviction_send(client, EvictionReason::client_release_too_low);
+      return;
+    }
+    if (ping.release > release_server) {
+      eviction_send(client, EvictionReason::client_release_too_high);
+      return;
+    }
+    base::Message* pong = pool().get();
+    if (pong == nullptr) return;
+    Header& header = pong->header();
+    frame_fill(header, Command::pong_client);
+    header.pong_client.ping_timestamp_monotonic = ping.ping_client.ping_timestamp_monotonic;
+    message_seal(pong);
+    bus_.send_to_client(client, pong);
+    pool().unref(pong);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Message helpers.
+
+  void frame_fill(Header& header, Command command) {
+    header.cluster = options_.cluster;
+    header.size = header_size;
+    header.view = view_;
+    header.release = release_server;
+    header.command = command;
+    header.replica = options_.replica;
+  }
+
+  static void message_seal(base::Message* message) {
+    Header& header = message->header();
+    set_checksum_body(header, message->body());
+    set_checksum(header);
+    message->pad_zero();
+  }
+
+  void release_messages() {
+    base::MessagePool& messages = pool();
+    for (u32 index = 0; index < pipeline_count_; index += 1) {
+      messages.unref(pipeline_[index].prepare);
+    }
+    pipeline_count_ = 0;
+    for (base::Message*& message : prepare_cache_) {
+      if (message != nullptr) messages.unref(message);
+      message = nullptr;
+    }
+    while (request_queue_count_ > 0) {
+      messages.unref(request_queue_[request_queue_head_]);
+      request_queue_head_ = (request_queue_head_ + 1) % request_queue_max;
+      request_queue_count_ -= 1;
+    }
+    while (write_queue_count_ > 0) {
+      messages.unref(write_queue_[write_queue_head_]);
+      write_queue_head_ = (write_queue_head_ + 1) % prepare_cache_max;
+      write_queue_count_ -= 1;
+    }
+    // Writes and reads still in flight belong to a storage that is going away with us (a
+    // crash in the simulator, or process exit): their buffers are given back too.
+    for (WriteSlot& slot : write_slots_) {
+      if (slot.message != nullptr) messages.unref(slot.message);
+      slot.message = nullptr;
+    }
+    if (commit_read_message_ != nullptr) messages.unref(commit_read_message_);
+    if (repair_read_message_ != nullptr) messages.unref(repair_read_message_);
+    commit_read_message_ = nullptr;
+    repair_read_message_ = nullptr;
+  }
+
+  S& storage_;
+  Bus& bus_;
+  Time& time_;
+  journal::Layout layout_;
+  ReplicaOptions options_;
+  journal::SuperblockStore<S> superblock_;
+  journal::Wal<S> wal_;
+  typename journal::Wal<S>::Completion wal_completion_;
+  state_machine::StateMachine state_machine_;
+  ClientSessions sessions_;
+  base::LargeArray<std::byte> scratch_reply_;
+  Header root_;
+
+  ReplicaStatus status_ = ReplicaStatus::init;
+  OpenCallback open_callback_ = nullptr;
+  u64 ticks_ = 0;
+  u32 view_ = 0;
+  u64 op_ = 0;               // The log's head.
+  u128 head_checksum_ = 0;   // The head's checksum.
+  u64 op_verified_ = 0;      // Ops up to here are known to be the primary's (this view).
+  u64 commit_min_ = 0;       // Executed.
+  u64 commit_max_ = 0;       // Known committed.
+  u64 op_checkpoint_ = 0;
+  u64 prepare_timestamp_ = 0;
+  u64 replay_target_ = 0;
+  u64 pipeline_reload_op_ = 0;
+
+  PipelineEntry pipeline_[pipeline_max] = {};
+  u32 pipeline_count_ = 0;
+  base::Message* prepare_cache_[prepare_cache_max] = {};
+  base::Message* request_queue_[request_queue_max] = {};
+  u32 request_queue_head_ = 0;
+  u32 request_queue_count_ = 0;
+  base::Message* write_queue_[prepare_cache_max] = {};
+  u32 write_queue_head_ = 0;
+  u32 write_queue_count_ = 0;
+  WriteSlot write_slots_[journal::wal_write_count_max] = {};
+
+  typename journal::Wal<S>::Read commit_read_;
+  base::Message* commit_read_message_ = nullptr;
+  typename journal::Wal<S>::Read repair_read_;
+  base::Message* repair_read_message_ = nullptr;
+  u8 repair_read_to_ = 0;
+  u64 repair_requested_op_ = 0;
+  u64 repair_requested_tick_ = 0;
+
+  ReplicaStats stats_;
+};
+
+}  // namespace tally::vsr

@@ -1,0 +1,417 @@
+// Replica tests on simulated storage with a plain in-order network written here: the protocol's
+// happy paths and its rules one at a time (registration, requests, duplicates, evictions,
+// replication to backups, restarts). The randomized whole-cluster runs with faults are the
+// simulator's (tests/simulator).
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "doctest/doctest.h"
+#include "io/sim/storage.hpp"
+#include "io/sim/time.hpp"
+#include "journal/layout.hpp"
+#include "journal/superblock.hpp"
+#include "src/base/message_pool.hpp"
+#include "src/vsr/replica.hpp"
+#include "tally/header.hpp"
+#include "tally/multi_batch.hpp"
+
+namespace {
+
+using namespace tally;
+using tally::base::Message;
+using tally::base::MessagePool;
+
+constexpr u128 cluster = 7;
+
+journal::LayoutConfig layout_config() {
+  journal::LayoutConfig config = journal::LayoutConfig::testing();
+  config.message_size_max = message_size_max;
+  config.grid_block_count = 16;
+  return config;
+}
+
+struct Network;
+
+struct Endpoint {
+  Network* network = nullptr;
+  void send_to_replica(u8 replica, Message* message);
+  void send_to_client(u128 client, Message* message);
+  MessagePool& pool();
+};
+
+// Delivers every message in send order; a replica can be cut off (messages to and from it are
+// lost) to model a crash or a partition.
+struct Network {
+  struct Packet {
+    bool to_client;
+    u8 replica;
+    Message* message;
+  };
+  MessagePool pool;
+  std::deque<Packet> packets;
+  std::vector<Message*> client_inbox;
+  bool down[replicas_max] = {};
+
+  Network() { pool.init(512, message_size_max); }
+  ~Network() {
+    for (Packet& packet : packets) pool.unref(packet.message);
+    for (Message* message : client_inbox) pool.unref(message);
+  }
+};
+
+void Endpoint::send_to_replica(u8 replica, Message* message) {
+  network->packets.push_back({false, replica, network->pool.ref(message)});
+}
+void Endpoint::send_to_client(u128, Message* message) {
+  network->packets.push_back({true, 0, network->pool.ref(message)});
+}
+MessagePool& Endpoint::pool() { return network->pool; }
+
+using Replica = vsr::Replica<io::sim::Storage, Endpoint, io::sim::Time>;
+
+struct Node {
+  std::unique_ptr<io::sim::Storage> storage;
+  std::unique_ptr<Replica> replica;
+};
+
+struct Cluster {
+  Network network;
+  Endpoint endpoint{&network};
+  io::sim::Time time{io::sim::TimeOptions{}};
+  journal::Layout layout{layout_config()};
+  u8 replica_count;
+  std::vector<Node> nodes;
+
+  explicit Cluster(u8 count) : replica_count(count) {
+    nodes.resize(count);
+    for (u8 index = 0; index < count; index += 1) {
+      nodes[index].storage = std::make_unique<io::sim::Storage>(
+          io::sim::StorageOptions{.size = layout.size(), .seed = 100u + index});
+      format(index);
+      open(index);
+    }
+  }
+
+  ~Cluster() {
+    for (Node& node : nodes) node.replica.reset();
+  }
+
+  void format(u8 index) {
+    journal::SuperblockStore<io::sim::Storage> store(*nodes[index].storage);
+    bool done = false;
+    store.context = &done;
+    store.format({.cluster = cluster, .replica = index, .replica_count = replica_count,
+                  .layout = layout.config()},
+                 [](journal::SuperblockStore<io::sim::Storage>* s) {
+                   *static_cast<bool*>(s->context) = true;
+                 });
+    while (!done) nodes[index].storage->tick();
+  }
+
+  void open(u8 index) {
+    Node& node = nodes[index];
+    node.replica = std::make_unique<Replica>(
+        *node.storage, endpoint, time, layout,
+        vsr::ReplicaOptions{.cluster = cluster,
+                            .replica = index,
+                            .replica_count = replica_count,
+                            .state_machine = state_machine::Config::testing()});
+    node.replica->open(nullptr);
+    for (u32 step = 0; step < 100'000 && node.replica->status() != vsr::ReplicaStatus::normal;
+         step += 1) {
+      node.storage->tick();
+    }
+    REQUIRE(node.replica->status() == vsr::ReplicaStatus::normal);
+  }
+
+  // A crash: the replica object goes, its storage loses what was in flight, packets to it are
+  // lost.
+  void crash(u8 index) {
+    nodes[index].replica.reset();
+    nodes[index].storage->crash();
+  }
+
+  void step() {
+    time.tick();
+    for (Node& node : nodes) {
+      if (node.replica) node.replica->tick();
+    }
+    for (u32 round = 0; round < 4; round += 1) {
+      for (Node& node : nodes) node.storage->tick();
+      std::deque<Network::Packet> packets;
+      packets.swap(network.packets);
+      for (Network::Packet& packet : packets) {
+        if (packet.to_client) {
+          network.client_inbox.push_back(packet.message);
+          continue;
+        }
+        Node& node = nodes[packet.replica];
+        if (node.replica && !network.down[packet.replica]) node.replica->on_message(packet.message);
+        network.pool.unref(packet.message);
+      }
+    }
+  }
+
+  void run(u32 steps) {
+    for (u32 index = 0; index < steps; index += 1) step();
+  }
+
+  Replica& replica(u8 index) { return *nodes[index].replica; }
+};
+
+// A client written out by hand: builds requests as the protocol says and reads the replies.
+struct TestClient {
+  Cluster& cluster_ref;
+  u128 id;
+  u64 session = 0;
+  u32 request = 0;
+  u128 parent = 0;
+
+  Message* request_make(Operation operation, std::span<const std::byte> body) {
+    Message* message = cluster_ref.network.pool.get();
+    Header& header = message->header();
+    header.cluster = cluster;
+    header.size = header_size + static_cast<u32>(body.size());
+    header.release = release_client_node;
+    header.command = Command::request;
+    header.request.client = id;
+    header.request.operation = operation;
+    if (operation != Operation::register_session) {
+      header.request.parent = parent;
+      header.request.session = session;
+      header.request.request = request + 1;
+    }
+    std::memcpy(message->buffer + header_size, body.data(), body.size());
+    set_checksum_body(header, message->body());
+    set_checksum(header);
+    message->pad_zero();
+    return message;
+  }
+
+  // Sends to `replica` and runs the cluster until a reply or eviction for this client arrives.
+  std::optional<Header> submit(Message* message, u8 replica, std::vector<std::byte>* body,
+                               u32 steps = 200) {
+    const u128 checksum = message->header().checksum;
+    for (u32 step = 0; step < steps; step += 1) {
+      if (step % 50 == 0) {
+        Cluster& c = cluster_ref;
+        c.network.packets.push_back({false, replica, c.network.pool.ref(message)});
+      }
+      cluster_ref.step();
+      for (auto it = cluster_ref.network.client_inbox.begin();
+           it != cluster_ref.network.client_inbox.end(); ++it) {
+        Message* received = *it;
+        const Header header = received->header();
+        const bool mine =
+            (header.command == Command::reply && header.reply.client == id &&
+             header.reply.request_checksum == checksum) ||
+            (header.command == Command::eviction && header.eviction.client == id);
+        if (!mine) continue;
+        if (body != nullptr) {
+          body->assign(received->body().begin(), received->body().end());
+        }
+        cluster_ref.network.client_inbox.erase(it);
+        cluster_ref.network.pool.unref(received);
+        cluster_ref.network.pool.unref(message);
+        if (header.command == Command::reply) {
+          if (header.reply.operation == Operation::register_session) {
+            session = header.reply.commit;
+          } else {
+            request = header.reply.request;
+          }
+          parent = header.reply.context;
+        }
+        return header;
+      }
+    }
+    cluster_ref.network.pool.unref(message);
+    return std::nullopt;
+  }
+
+  std::optional<Header> register_session(u8 replica = 0) {
+    RegisterRequest body{};
+    return submit(request_make(Operation::register_session, std::as_bytes(std::span(&body, 1))),
+                  replica, nullptr);
+  }
+
+  std::optional<Header> create_accounts(std::span<const Account> accounts,
+                                        std::vector<std::byte>* reply, u8 replica = 0) {
+    std::vector<std::byte> body(message_body_size_max);
+    MultiBatchEncoder encoder(body, sizeof(Account));
+    REQUIRE(encoder.batch_begin() == MultiBatchEncodeError::none);
+    std::memcpy(encoder.writable().data(), accounts.data(), accounts.size_bytes());
+    REQUIRE(encoder.commit(static_cast<u32>(accounts.size())) == MultiBatchEncodeError::none);
+    REQUIRE(encoder.finish() == MultiBatchEncodeError::none);
+    body.resize(encoder.size());
+    return submit(request_make(Operation::create_accounts, body), replica, reply);
+  }
+};
+
+Account account_make(u128 id) {
+  Account account{};
+  account.id = id;
+  account.ledger = 1;
+  account.code = 1;
+  return account;
+}
+
+u32 created_count(const std::vector<std::byte>& reply) {
+  MultiBatchDecoder decoder;
+  REQUIRE(decoder.decode(reply, sizeof(CreateAccountResult)) == MultiBatchError::none);
+  u32 created = 0;
+  for (const std::span<const std::byte> batch : decoder) {
+    for (u32 index = 0; index < batch.size() / sizeof(CreateAccountResult); index += 1) {
+      CreateAccountResult result;
+      std::memcpy(&result, batch.data() + index * sizeof(result), sizeof(result));
+      created += result.status == CreateAccountStatus::created;
+    }
+  }
+  return created;
+}
+
+}  // namespace
+
+TEST_CASE("replica solo: register then create_accounts commit and reply") {
+  // Goal: the whole request path of a single replica: register answers with the session = the
+  // register's op, a request executes and its reply follows the protocol's header rules.
+  Cluster cluster(1);
+  TestClient client{cluster, 42};
+  const std::optional<Header> registered = client.register_session();
+  REQUIRE(registered.has_value());
+  CHECK(validate_reply(*registered) == HeaderError::none);
+  CHECK(registered->reply.commit == 1);
+  CHECK(client.session == 1);
+
+  const Account accounts[] = {account_make(1), account_make(2)};
+  std::vector<std::byte> body;
+  const std::optional<Header> reply = client.create_accounts(accounts, &body);
+  REQUIRE(reply.has_value());
+  CHECK(validate_reply(*reply) == HeaderError::none);
+  CHECK(reply->reply.op == 2);
+  CHECK(reply->release == release_client_node);
+  CHECK(created_count(body) == 2);
+  CHECK(cluster.replica(0).commit_min() == 2);
+  CHECK(cluster.replica(0).state_machine().ledger().account_count() == 2);
+}
+
+TEST_CASE("replica solo: a duplicate request gets the identical reply and is not re-executed") {
+  Cluster cluster(1);
+  TestClient client{cluster, 43};
+  REQUIRE(client.register_session().has_value());
+  const Account accounts[] = {account_make(1)};
+  std::vector<std::byte> first_body;
+  TestClient copy = client;
+  const std::optional<Header> first = client.create_accounts(accounts, &first_body);
+  REQUIRE(first.has_value());
+  std::vector<std::byte> second_body;
+  const std::optional<Header> second = copy.create_accounts(accounts, &second_body);
+  REQUIRE(second.has_value());
+  CHECK(second->checksum == first->checksum);
+  CHECK(second_body == first_body);
+  CHECK(cluster.replica(0).commit_min() == 2);
+  CHECK(cluster.replica(0).stats().requests_duplicate == 1);
+}
+
+TEST_CASE("replica solo: a request without a session is evicted with no_session") {
+  Cluster cluster(1);
+  TestClient client{cluster, 44};
+  client.session = 5;
+  const Account accounts[] = {account_make(1)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::eviction);
+  CHECK(validate_eviction(*reply) == HeaderError::none);
+  CHECK(reply->eviction.reason == EvictionReason::no_session);
+  CHECK(cluster.replica(0).commit_min() == 0);
+}
+
+TEST_CASE("replica solo: a restart replays the WAL to the same state and sessions") {
+  // Goal: what was acknowledged before a crash is there after it, and the client's session
+  // continues (the next request in its chain is accepted, a duplicate gets the stored reply).
+  Cluster cluster(1);
+  TestClient client{cluster, 45};
+  REQUIRE(client.register_session().has_value());
+  for (u128 id = 1; id <= 5; id += 1) {
+    const Account accounts[] = {account_make(id)};
+    REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  }
+  const u128 digest = cluster.replica(0).state_machine().ledger().digest();
+  cluster.crash(0);
+  cluster.open(0);
+  CHECK(cluster.replica(0).commit_min() == 6);
+  CHECK(cluster.replica(0).state_machine().ledger().digest() == digest);
+  const Account accounts[] = {account_make(6)};
+  std::vector<std::byte> body;
+  const std::optional<Header> reply = client.create_accounts(accounts, &body);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::reply);
+  CHECK(reply->reply.op == 7);
+  CHECK(reply->reply.timestamp > cluster.replica(0).state_machine().ledger().account_count());
+  CHECK(created_count(body) == 1);
+}
+
+TEST_CASE("replica cluster of three: backups replicate and execute the same ops") {
+  Cluster cluster(3);
+  TestClient client{cluster, 46};
+  REQUIRE(client.register_session().has_value());
+  for (u128 id = 1; id <= 10; id += 1) {
+    const Account accounts[] = {account_make(id)};
+    REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  }
+  cluster.run(30);  // Commit heartbeats bring the backups to the primary's commit.
+  for (u8 index = 0; index < 3; index += 1) {
+    CAPTURE(index);
+    CHECK(cluster.replica(index).commit_min() == 11);
+    CHECK(cluster.replica(index).state_machine().ledger().digest() ==
+          cluster.replica(0).state_machine().ledger().digest());
+    CHECK(cluster.replica(index).checksum_of(11) == cluster.replica(0).checksum_of(11));
+  }
+}
+
+TEST_CASE("replica cluster of three: a backup that missed prepares repairs them") {
+  // Goal: a backup cut off while the cluster commits (the other two are a quorum) catches up
+  // by asking the primary for what it missed, and ends with the same log and state.
+  Cluster cluster(3);
+  TestClient client{cluster, 47};
+  REQUIRE(client.register_session().has_value());
+  cluster.network.down[2] = true;
+  for (u128 id = 1; id <= 6; id += 1) {
+    const Account accounts[] = {account_make(id)};
+    REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  }
+  CHECK(cluster.replica(2).commit_min() < 7);
+  cluster.network.down[2] = false;
+  cluster.run(100);
+  CHECK(cluster.replica(2).op() == 7);
+  CHECK(cluster.replica(2).commit_min() == 7);
+  CHECK(cluster.replica(2).state_machine().ledger().digest() ==
+        cluster.replica(0).state_machine().ledger().digest());
+  CHECK(cluster.replica(2).stats().repairs_requested > 0);
+}
+
+TEST_CASE("replica cluster of three: a whole-cluster restart keeps every acknowledged op") {
+  Cluster cluster(3);
+  TestClient client{cluster, 48};
+  REQUIRE(client.register_session().has_value());
+  for (u128 id = 1; id <= 12; id += 1) {
+    const Account accounts[] = {account_make(id)};
+    REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  }
+  const u32 view = cluster.replica(0).view();
+  for (u8 index = 0; index < 3; index += 1) cluster.crash(index);
+  for (u8 index = 0; index < 3; index += 1) cluster.open(index);
+  CHECK(cluster.replica(0).view() == view + 3);  // A primary's start moves on by replica_count.
+  cluster.run(100);
+  for (u8 index = 0; index < 3; index += 1) {
+    CAPTURE(index);
+    CHECK(cluster.replica(index).commit_min() == 13);
+    CHECK(cluster.replica(index).state_machine().ledger().account_count() == 12);
+  }
+  const Account accounts[] = {account_make(13)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr);
+  REQUIRE(reply.has_value());
+  CHECK(reply->reply.op == 14);
+  CHECK(reply->view == view + 3);
+}
