@@ -9,5 +9,6 @@ namespace tally::cli {
 
 int command_format(std::span<char*> arguments);
 int command_inspect(std::span<char*> arguments);
+int command_start(std::span<char*> arguments);
 
 }  // namespace tally::cli

@@ -1,6 +1,6 @@
 // `tally`: the command-line entry point. Parses the subcommand and hands over to it. Each command
-// lives in its own file here (format.cpp, inspect.cpp); later issues add start, repl, submit and
-// benchmark.
+// lives in its own file here (format.cpp, inspect.cpp, start.cpp); later issues add repl, submit
+// and benchmark.
 #include <cstdio>
 #include <cstring>
 #include <span>
@@ -16,6 +16,7 @@ constexpr const char* usage_text =
     "commands:\n"
     "  format     create a data file: format --cluster=N --replica=I --replica-count=K FILE\n"
     "  inspect    print a data file's superblock and zones: inspect FILE\n"
+    "  start      run the replica of a data file: start --addresses=A0,A1,... FILE\n"
     "  version    print the version and the client protocol release\n"
     "  help       print this message\n";
 
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   const std::span<char*> arguments(argv + 2, static_cast<std::size_t>(argc - 2));
   if (std::strcmp(command, "format") == 0) return tally::cli::command_format(arguments);
   if (std::strcmp(command, "inspect") == 0) return tally::cli::command_inspect(arguments);
+  if (std::strcmp(command, "start") == 0) return tally::cli::command_start(arguments);
   if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0) {
     std::fputs(usage_text, stdout);
     return 0;

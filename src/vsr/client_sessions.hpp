@@ -16,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <span>
+#include <type_traits>
 
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
@@ -32,8 +33,12 @@ struct ClientSession {
   u32 release;
   u128 request_checksum;
   u64 reply_op;  // The op that produced the reply: orders sessions for eviction.
+  u64 reserved;  // Zero: no padding, so a checkpoint writes only defined bytes.
   Header reply;  // The reply's header (size, context, checksum); the body is in reply_body().
 };
+
+static_assert(sizeof(ClientSession) == 320);
+static_assert(std::has_unique_object_representations_v<ClientSession>);
 
 class ClientSessions {
  public:
@@ -101,6 +106,40 @@ class ClientSessions {
     entry.reply_op = op;
     std::memcpy(&entry.reply, reply_buffer(index).data(), header_size);
     TALLY_ASSERT(entry.reply.command == Command::reply && entry.reply.size <= message_size_);
+  }
+
+  // The whole table, for checkpoints: written out as it is and restored as it was (the
+  // replies are read back into reply_buffer() and checked with reply_verify()).
+  std::span<const ClientSession> entries() const { return {entries_.data(), capacity_}; }
+  void entry_restore(u32 index, const ClientSession& entry) {
+    TALLY_ASSERT(index < capacity_);
+    entries_[index] = entry;
+  }
+
+  // Whether reply_buffer(index) holds the entry's reply, header and body. If not, the buffer's
+  // header is cleared, so that reply_available() says no until the next reply is recorded.
+  bool reply_verify(u32 index) {
+    const ClientSession& entry = entries_[index];
+    std::span<std::byte> buffer = reply_buffer(index);
+    Header stored;
+    std::memcpy(&stored, buffer.data(), header_size);
+    const bool intact =
+        entry.reply.command == Command::reply && stored.checksum == entry.reply.checksum &&
+        checksum_valid(stored) && stored.size == entry.reply.size &&
+        stored.size >= header_size && stored.size <= message_size_ &&
+        checksum_body_valid(stored, buffer.subspan(header_size, stored.size - header_size));
+    if (!intact) std::memset(buffer.data(), 0, header_size);
+    return intact;
+  }
+
+  // False only for a reply lost to storage damage (reply_verify()): a duplicate request of
+  // that session then goes unanswered instead of getting wrong bytes.
+  bool reply_available(u32 index) const {
+    const ClientSession& entry = entries_[index];
+    u128 stored_checksum = 0;
+    std::memcpy(&stored_checksum, replies_.data() + std::size_t{index} * message_size_,
+                sizeof(stored_checksum));
+    return entry.reply.command == Command::reply && stored_checksum == entry.reply.checksum;
   }
 
   // The latest reply, header and body, as sent.

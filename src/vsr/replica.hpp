@@ -18,11 +18,17 @@
 // (lost prepares) are repaired by asking the primary for the missing op (get_prepare); the
 // primary retransmits prepares that lack acknowledgements.
 //
+// Checkpoints: every checkpoint_interval() ops every replica writes the state machine's changed
+// blocks, the client sessions and their replies (checkpoint_store.hpp), then moves the
+// superblock to that op; WAL slots up to it may then be reused. The primary prepares at most
+// op_checkpoint + slot_count, which leaves the pipeline room while a checkpoint is written. A
+// restart loads the checkpoint and replays the WAL after it.
+//
 // What is not here yet (docs/vsr-protocol.md, "Limits"): view changes (a failed primary stops
-// the cluster until it restarts), checkpoints (the WAL's slot_count bounds the ops a cluster can
-// prepare; the primary stops preparing beyond it), state sync. A primary that restarts in a
-// cluster moves to view + replica_count (the same primary), so that prepares it made before the
-// crash and never made durable are told apart from the ones it makes now.
+// the cluster until it restarts), state sync (a backup that falls a whole WAL behind). A
+// primary that restarts in a cluster moves to view + replica_count (the same primary), so
+// that prepares it made before the crash and never made durable are told apart from the ones
+// it makes now.
 //
 // Determinism: no clock reads except Time (realtime for timestamps, ticks for timeouts), no
 // randomness, no iteration over unordered containers; messages, ticks and storage completions
@@ -44,6 +50,9 @@
 #include "src/base/message_pool.hpp"
 #include "src/state_machine/config.hpp"
 #include "src/state_machine/state_machine.hpp"
+#include "src/state_machine/checkpoint.hpp"
+#include "src/vsr/checkpoint_format.hpp"
+#include "src/vsr/checkpoint_store.hpp"
 #include "src/vsr/client_sessions.hpp"
 #include "src/vsr/request_decision.hpp"
 #include "tally/constants.hpp"
@@ -101,6 +110,7 @@ struct ReplicaStats {
   u64 prepares_ignored = 0;
   u64 prepares_truncated = 0;
   u64 repairs_requested = 0;
+  u64 checkpoints = 0;
   u64 messages_invalid = 0;
   u64 ops_committed = 0;
 };
@@ -120,7 +130,9 @@ class Replica {
         superblock_(storage),
         wal_(storage, layout,
              journal::WalOptions{.cluster = options.cluster, .solo = options.replica_count == 1}),
+        checkpoint_store_(storage, layout),
         root_(root_prepare(options.cluster)) {
+    TALLY_ASSERT(layout.config().slot_count > 2 * pipeline_max);
     TALLY_ASSERT(options.replica_count >= 1 && options.replica_count <= replicas_max);
     TALLY_ASSERT(options.replica < options.replica_count);
     TALLY_ASSERT(layout.config().message_size_max == message_size_max,
@@ -153,6 +165,10 @@ class Replica {
   u64 commit_min() const { return commit_min_; }
   u64 commit_max() const { return commit_max_; }
   u64 op_prepare_max() const { return op_checkpoint_ + wal_.slot_count(); }
+  u64 op_checkpoint() const { return op_checkpoint_; }
+  // Ops between checkpoints: the WAL's slots less room for two pipelines, so that the primary
+  // can keep preparing while a checkpoint is written.
+  u64 checkpoint_interval() const { return wal_.slot_count() - 2 * pipeline_max; }
   const state_machine::StateMachine& state_machine() const { return state_machine_; }
   const ClientSessions& sessions() const { return sessions_; }
   const ReplicaStats& stats() const { return stats_; }
@@ -160,7 +176,7 @@ class Replica {
   u32 pipeline_count() const { return pipeline_count_; }
   // The checksum of the committed prepare at `op` (<= commit_min), if the WAL still names it.
   std::optional<u128> checksum_of(u64 op) const {
-    if (op == 0) return root_.checksum;
+    if (op == op_checkpoint_) return checkpoint_checksum_;
     const Header* header = wal_.header_with_op(op);
     if (header == nullptr) return std::nullopt;
     return header->checksum;
@@ -253,8 +269,31 @@ class Replica {
     }
     view_ = working.vsr_state.view;
     op_checkpoint_ = working.checkpoint.op;
-    TALLY_ASSERT(op_checkpoint_ == 0, "checkpoints are not written yet");
-    wal_.recover(&wal_completion_, wal_recovered_callback, journal::RecoverOptions{});
+    checkpoint_checksum_ = root_.checksum;
+    if (op_checkpoint_ == 0) {
+      wal_recover();
+      return;
+    }
+    const CheckpointVsrState state = checkpoint_vsr_state_read(working.checkpoint);
+    checkpoint_checksum_ = state.prepare_checksum;
+    checkpoint_store_.open(state, state_machine_, sessions_, checkpoint_opened_callback, this);
+  }
+
+  static void checkpoint_opened_callback(void* context) {
+    auto* self = static_cast<Replica*>(context);
+    const journal::CheckpointReference& checkpoint = self->superblock_.working().checkpoint;
+    TALLY_ASSERT(self->state_machine_.commit_timestamp() == checkpoint.commit_timestamp);
+    // The next checkpoint is relative to this one.
+    self->checkpointer_.done(self->state_machine_);
+    self->commit_min_ = self->op_checkpoint_;
+    self->prepare_timestamp_ = checkpoint.commit_timestamp;
+    self->wal_recover();
+  }
+
+  void wal_recover() {
+    journal::RecoverOptions options{};
+    if (op_checkpoint_ > 0) options.op_checkpoint = op_checkpoint_;
+    wal_.recover(&wal_completion_, wal_recovered_callback, options);
   }
 
   static void wal_recovered_callback(typename journal::Wal<S>::Completion* completion) {
@@ -264,7 +303,7 @@ class Replica {
   void wal_recovered() {
     // The log is the hash chain from the root as far as it goes unbroken.
     op_ = op_checkpoint_;
-    head_checksum_ = root_.checksum;
+    head_checksum_ = checkpoint_checksum_;
     for (u64 op = op_checkpoint_ + 1; op <= op_checkpoint_ + wal_.slot_count(); op += 1) {
       const Header* header = wal_.header_with_op(op);
       if (header == nullptr || header->prepare.parent != head_checksum_) break;
@@ -288,14 +327,19 @@ class Replica {
     // What may be executed now: a solo replica committed everything it wrote; a primary in a
     // cluster everything but the pipeline's worth at its head (it never had more uncommitted);
     // a backup waits for the primary to say.
+    u64 committed = 0;
     if (solo()) {
-      replay_target_ = op_;
+      committed = op_;
     } else if (primary_index(view_) == options_.replica) {
-      replay_target_ = op_ > pipeline_max ? op_ - pipeline_max : 0;
-    } else {
-      replay_target_ = 0;
+      committed = op_ > pipeline_max ? op_ - pipeline_max : 0;
     }
-    commit_max_ = replay_target_;
+    if (committed < op_checkpoint_) committed = op_checkpoint_;
+    commit_max_ = committed;
+    pipeline_reload_op_ = committed;
+    // Replay stops at the next checkpoint's op: that checkpoint is written once normal, and
+    // commit_journal() goes on from there.
+    const u64 checkpoint_next = op_checkpoint_ + checkpoint_interval();
+    replay_target_ = committed < checkpoint_next ? committed : checkpoint_next;
     op_verified_ = op_;
     if (!solo() && primary_index(view_) != options_.replica) op_verified_ = op_checkpoint_;
     replay_next();
@@ -309,7 +353,6 @@ class Replica {
       return;
     }
     if (!solo() && primary_index(view_) == options_.replica && pipeline_reload_op_ < op_) {
-      if (pipeline_reload_op_ < commit_min_) pipeline_reload_op_ = commit_min_;
       commit_read_start(pipeline_reload_op_ + 1, reload_read_callback);
       return;
     }
@@ -398,6 +441,50 @@ class Replica {
       }
     }
     if (open_callback_ != nullptr) open_callback_(this);
+    commit_journal();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Checkpoints.
+
+  void checkpoint_start() {
+    TALLY_ASSERT(!checkpointing_ && commit_min_ == op_checkpoint_ + checkpoint_interval());
+    const std::optional<u128> checksum = checksum_of(commit_min_);
+    TALLY_ASSERT(checksum.has_value(), "the checkpoint's op is in the log");
+    checkpointing_ = true;
+    checkpoint_checksum_next_ = *checksum;
+    checkpoint_store_.write(state_machine_, checkpointer_, sessions_, op_checkpoint_, *checksum,
+                            checkpoint_written_callback, this);
+  }
+
+  static void checkpoint_written_callback(void* context) {
+    auto* self = static_cast<Replica*>(context);
+    journal::SuperblockUpdate update{
+        .vsr_state = self->superblock_.working().vsr_state,
+        .checkpoint = {},
+    };
+    if (update.vsr_state.view < self->view_) {
+      update.vsr_state.view = self->view_;
+      update.vsr_state.log_view = self->view_;
+    }
+    if (update.vsr_state.commit_max < self->commit_min_) {
+      update.vsr_state.commit_max = self->commit_min_;
+    }
+    update.checkpoint.op = self->commit_min_;
+    update.checkpoint.commit_timestamp = self->state_machine_.commit_timestamp();
+    checkpoint_vsr_state_write(self->checkpoint_store_.vsr_state(), update.checkpoint);
+    self->superblock_.update(update, checkpoint_superblock_callback);
+  }
+
+  static void checkpoint_superblock_callback(journal::SuperblockStore<S>* store) {
+    auto* self = static_cast<Replica*>(store->context);
+    self->checkpoint_store_.commit();
+    self->checkpointer_.done(self->state_machine_);
+    self->op_checkpoint_ = self->commit_min_;
+    self->checkpoint_checksum_ = self->checkpoint_checksum_next_;
+    self->checkpointing_ = false;
+    self->stats_.checkpoints += 1;
+    self->commit_journal();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -894,7 +981,7 @@ class Replica {
     const Header* head = log_header(op);
     TALLY_ASSERT(head != nullptr || op == op_checkpoint_);
     op_ = op;
-    head_checksum_ = head != nullptr ? head->checksum : root_.checksum;
+    head_checksum_ = op == op_checkpoint_ ? checkpoint_checksum_ : head->checksum;
     if (op_verified_ > op_) op_verified_ = op_;
     return true;
   }
@@ -985,7 +1072,11 @@ class Replica {
 
   void commit_journal() {
     if (status_ != ReplicaStatus::normal) return;
-    while (commit_read_message_ == nullptr) {
+    while (commit_read_message_ == nullptr && !checkpointing_) {
+      if (commit_min_ == op_checkpoint_ + checkpoint_interval()) {
+        checkpoint_start();
+        break;
+      }
       const u64 limit = commit_max_ < op_verified_ ? commit_max_ : op_verified_;
       if (commit_min_ >= limit) break;
       const u64 op = commit_min_ + 1;
@@ -1097,6 +1188,7 @@ class Replica {
   }
 
   void reply_send(u32 session_index) {
+    if (!sessions_.reply_available(session_index)) return;  // Lost to storage damage.
     const std::span<const std::byte> bytes = sessions_.reply_bytes(session_index);
     base::Message* message = pool().get();
     if (message == nullptr) return;  // The client retransmits and gets the duplicate.
@@ -1208,6 +1300,8 @@ class Replica {
   journal::Wal<S> wal_;
   typename journal::Wal<S>::Completion wal_completion_;
   state_machine::StateMachine state_machine_;
+  state_machine::Checkpointer checkpointer_;
+  CheckpointStore<S> checkpoint_store_;
   ClientSessions sessions_;
   base::LargeArray<std::byte> scratch_reply_;
   Header root_;
@@ -1222,6 +1316,9 @@ class Replica {
   u64 commit_min_ = 0;       // Executed.
   u64 commit_max_ = 0;       // Known committed.
   u64 op_checkpoint_ = 0;
+  u128 checkpoint_checksum_ = 0;       // The prepare at op_checkpoint_: the chain's anchor.
+  u128 checkpoint_checksum_next_ = 0;  // The one being written.
+  bool checkpointing_ = false;
   u64 prepare_timestamp_ = 0;
   u64 replay_target_ = 0;
   u64 pipeline_reload_op_ = 0;

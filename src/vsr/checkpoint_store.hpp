@@ -1,0 +1,558 @@
+// CheckpointStore: writes a checkpoint's blocks to the grid and the client replies zone, and
+// reads a durable checkpoint back into the state machine and the client sessions.
+//
+// Writing (write(), then the replica updates the superblock, then commit()):
+//   1. every state-machine block that changed since the previous checkpoint, each to a fresh
+//      grid address (copy-on-write, grid.hpp); blocks past a table's new end are released;
+//   2. the client sessions block, and the reply of every session that replied since the
+//      previous checkpoint (slot i of the client replies zone for entry i);
+//   3. the manifest: every state block's reference, in blocks of their own.
+// The callback runs once all of it is durable; vsr_state() is then what the superblock must
+// record. Only after the superblock names it (commit()) do the replaced blocks become free.
+// The state machine and the sessions must not change until the callback has run.
+//
+// Reading (open()): the manifest, every state block (verified against its reference, then
+// handed to CheckpointRestorer), the sessions block, and each session's reply. A damaged state
+// block stops the replica (fatal: repairing blocks from peers is a later issue); a damaged
+// reply only makes that session's duplicate requests go unanswered (reply_available()).
+//
+// At most io_depth reads or writes are in flight; buffers are allocated at construction.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <span>
+
+#include "journal/layout.hpp"
+#include "journal/storage.hpp"
+#include "src/base/assert.hpp"
+#include "src/base/large_array.hpp"
+#include "src/state_machine/checkpoint.hpp"
+#include "src/state_machine/state_machine.hpp"
+#include "src/vsr/checkpoint_format.hpp"
+#include "src/vsr/client_sessions.hpp"
+#include "src/vsr/grid.hpp"
+#include "tally/header.hpp"
+#include "tally/types.hpp"
+
+namespace tally::vsr {
+
+template <journal::Storage S>
+class CheckpointStore {
+ public:
+  using Callback = void (*)(void* context);
+  static constexpr u32 io_depth = 8;
+  static constexpr u32 table_count = state_machine::checkpoint_table_count;
+
+  CheckpointStore(S& storage, const journal::Layout& layout)
+      : storage_(storage), layout_(layout) {
+    TALLY_ASSERT(layout.config().grid_block_size == state_machine::checkpoint_block_size,
+                 "grid blocks and state machine blocks must have the same size");
+    const u64 block_count = layout.config().grid_block_count;
+    free_set_.init(block_count);
+    for (auto& table : manifest_) table.init(block_count);
+    work_.init(block_count);
+    buffers_.init(u64{io_depth} * block_size);
+    for (IoSlot& slot : slots_) {
+      slot.read.context = &slot;
+      slot.write.context = &slot;
+      slot.store = this;
+    }
+    std::memset(static_cast<void*>(&written_), 0, sizeof(written_));
+    std::memset(static_cast<void*>(&durable_), 0, sizeof(durable_));
+  }
+
+  CheckpointStore(const CheckpointStore&) = delete;
+  CheckpointStore& operator=(const CheckpointStore&) = delete;
+
+  const GridFreeSet& free_set() const { return free_set_; }
+  bool busy() const { return phase_ != Phase::idle; }
+  // The checkpoint written by the last write(), for the superblock.
+  const CheckpointVsrState& vsr_state() const { return written_; }
+  u32 replies_damaged() const { return replies_damaged_; }
+
+  // ---------------------------------------------------------------------------------------
+  // Writing.
+
+  void write(const state_machine::StateMachine& state_machine,
+             const state_machine::Checkpointer& checkpointer, ClientSessions& sessions,
+             u64 op_previous, u128 prepare_checksum, Callback callback, void* context) {
+    TALLY_ASSERT(phase_ == Phase::idle);
+    state_machine_read_ = &state_machine;
+    sessions_ = &sessions;
+    callback_ = callback;
+    context_ = context;
+    op_previous_ = op_previous;
+
+    std::memset(static_cast<void*>(&written_), 0, sizeof(written_));
+    written_.prepare_checksum = prepare_checksum;
+    written_.state_machine = state_machine::Checkpointer::state(state_machine);
+    // Blocks past a table's new end (a table that shrank, like the expiry heap).
+    for (u32 table = 0; table < table_count; table += 1) {
+      const u32 now = block_count(written_.state_machine, table);
+      const u32 before = block_count(durable_.state_machine, table);
+      for (u32 index = now; index < before; index += 1) {
+        free_set_.release_at_commit(manifest_[table][index].address);
+      }
+    }
+    work_count_ = 0;
+    checkpointer.blocks_changed(state_machine, [this](state_machine::CheckpointTable table,
+                                                      u32 index) {
+      TALLY_ASSERT(work_count_ < work_.capacity());
+      work_[work_count_] = (u64{static_cast<u32>(table)} << 32) | index;
+      work_count_ += 1;
+    });
+    work_next_ = 0;
+    session_next_ = 0;
+    manifest_next_ = 0;
+    phase_ = Phase::write_state;
+    write_pump();
+  }
+
+  // The superblock names the checkpoint written last: replaced blocks are free again.
+  void commit() {
+    TALLY_ASSERT(phase_ == Phase::written);
+    free_set_.checkpoint_commit();
+    durable_ = written_;
+    phase_ = Phase::idle;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Reading.
+
+  void open(const CheckpointVsrState& state, state_machine::StateMachine& state_machine,
+            ClientSessions& sessions, Callback callback, void* context) {
+    TALLY_ASSERT(phase_ == Phase::idle);
+    state_machine_write_ = &state_machine;
+    sessions_ = &sessions;
+    callback_ = callback;
+    context_ = context;
+    durable_ = state;
+    written_ = state;
+    if (state.manifest_block_count > manifest_blocks_max) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the checkpoint names %u manifest blocks (at most %u)",
+                  state.manifest_block_count, manifest_blocks_max);
+    }
+    if (!state_machine::CheckpointRestorer::begin(state_machine, state.state_machine)) {
+      base::fatal(base::FatalReason::configuration_invalid,
+                  "the checkpoint was written with other state machine capacities");
+    }
+    reference_acquire(state.sessions.address);
+    for (u32 index = 0; index < state.manifest_block_count; index += 1) {
+      reference_acquire(state.manifest[index].address);
+    }
+    manifest_next_ = 0;
+    phase_ = Phase::read_manifest;
+    read_pump();
+  }
+
+ private:
+  static constexpr u32 block_size = state_machine::checkpoint_block_size;
+
+  enum class Phase : u8 {
+    idle,
+    write_state,
+    write_sessions,
+    write_replies,
+    write_manifest,
+    written,
+    read_manifest,
+    read_state,
+    read_sessions,
+    read_replies,
+  };
+
+  struct IoSlot {
+    typename S::Read read;
+    typename S::Write write;
+    CheckpointStore* store = nullptr;
+    bool busy = false;
+    u32 buffer_index = 0;
+    u64 tag = 0;  // What the I/O is for (phase-specific).
+  };
+
+  static u32 block_count(const state_machine::CheckpointState& state, u32 table) {
+    return state_machine::checkpoint_block_count(
+        state, static_cast<state_machine::CheckpointTable>(table));
+  }
+
+  u32 reference_total(const state_machine::CheckpointState& state) const {
+    u32 total = 0;
+    for (u32 table = 0; table < table_count; table += 1) total += block_count(state, table);
+    return total;
+  }
+
+  std::span<std::byte> buffer(u32 index) {
+    return {buffers_.data() + u64{index} * block_size, block_size};
+  }
+
+  IoSlot* slot_acquire() {
+    for (u32 index = 0; index < io_depth; index += 1) {
+      if (!slots_[index].busy) {
+        slots_[index].busy = true;
+        slots_[index].buffer_index = index;
+        in_flight_ += 1;
+        return &slots_[index];
+      }
+    }
+    return nullptr;
+  }
+
+  void slot_release(IoSlot* slot) {
+    TALLY_ASSERT(slot->busy && in_flight_ > 0);
+    slot->busy = false;
+    in_flight_ -= 1;
+  }
+
+  u32 stage_or_stop() {
+    const std::optional<u32> address = free_set_.stage();
+    if (!address.has_value()) {
+      base::fatal(base::FatalReason::no_space,
+                  "the data file's grid (%lu blocks) is full: the checkpoint needs more blocks",
+                  static_cast<unsigned long>(free_set_.block_count()));
+    }
+    return *address;
+  }
+
+  void grid_write(IoSlot* slot, u32 address, u32 size) {
+    const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
+                       journal::sector_size;
+    std::span<std::byte> data = buffer(slot->buffer_index);
+    std::memset(data.data() + size, 0, padded - size);
+    storage_.write(&slot->write, write_callback, data.first(padded),
+                   layout_.grid_block_offset(address));
+  }
+
+  // Issues writes, phase by phase, while slots are free.
+  void write_pump() {
+    while (true) {
+      if (phase_ == Phase::write_state) {
+        if (work_next_ == work_count_) {
+          phase_ = Phase::write_sessions;
+          continue;
+        }
+        IoSlot* slot = slot_acquire();
+        if (slot == nullptr) return;
+        const u64 item = work_[work_next_];
+        work_next_ += 1;
+        const u32 table = static_cast<u32>(item >> 32);
+        const u32 index = static_cast<u32>(item);
+        const u32 size = state_machine::Checkpointer::block_encode(
+            *state_machine_read_, static_cast<state_machine::CheckpointTable>(table), index,
+            buffer(slot->buffer_index));
+        u128 checksum = 0;
+        std::memcpy(&checksum, buffer(slot->buffer_index).data(), sizeof(checksum));
+        if (index < block_count(durable_.state_machine, table)) {
+          free_set_.release_at_commit(manifest_[table][index].address);
+        }
+        const u32 address = stage_or_stop();
+        manifest_[table][index] = BlockReference{.checksum = checksum, .address = address,
+                                                 .reserved = {}};
+        grid_write(slot, address, size);
+      } else if (phase_ == Phase::write_sessions) {
+        IoSlot* slot = slot_acquire();
+        if (slot == nullptr) return;
+        const std::span<const ClientSession> entries = sessions_->entries();
+        std::span<std::byte> data = buffer(slot->buffer_index);
+        const u32 size = static_cast<u32>(entries.size_bytes());
+        TALLY_ASSERT(grid_block_header_size + size <= block_size);
+        std::memcpy(data.data() + grid_block_header_size, entries.data(), size);
+        const u128 checksum = grid_block_seal(data, GridBlockKind::sessions, 0, size);
+        if (durable_.sessions.checksum != 0) {
+          free_set_.release_at_commit(durable_.sessions.address);
+        }
+        const u32 address = stage_or_stop();
+        written_.sessions = BlockReference{.checksum = checksum, .address = address,
+                                           .reserved = {}};
+        grid_write(slot, address, grid_block_header_size + size);
+        phase_ = Phase::write_replies;
+      } else if (phase_ == Phase::write_replies) {
+        if (session_next_ == sessions_->capacity()) {
+          phase_ = Phase::write_manifest;
+          written_.manifest_reference_count = reference_total(written_.state_machine);
+          written_.manifest_block_count =
+              (written_.manifest_reference_count + manifest_references_per_block - 1) /
+              manifest_references_per_block;
+          if (written_.manifest_block_count > manifest_blocks_max) {
+            base::fatal(base::FatalReason::no_space,
+                        "the checkpoint needs %u manifest blocks, the superblock holds %u",
+                        written_.manifest_block_count, manifest_blocks_max);
+          }
+          for (u32 index = 0; index < durable_.manifest_block_count; index += 1) {
+            free_set_.release_at_commit(durable_.manifest[index].address);
+          }
+          continue;
+        }
+        const u32 index = session_next_;
+        const ClientSession& entry = sessions_->entry(index);
+        if (entry.client == 0 || entry.reply_op <= op_previous_) {
+          session_next_ += 1;
+          continue;
+        }
+        IoSlot* slot = slot_acquire();
+        if (slot == nullptr) return;
+        session_next_ += 1;
+        std::span<std::byte> reply = sessions_->reply_buffer(index);
+        const u32 size = entry.reply.size;
+        const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
+                           journal::sector_size;
+        std::memset(reply.data() + size, 0, padded - size);
+        storage_.write(&slot->write, write_callback, reply.first(padded),
+                       layout_.client_reply_offset(index));
+      } else if (phase_ == Phase::write_manifest) {
+        if (manifest_next_ == written_.manifest_block_count) {
+          if (in_flight_ == 0) {
+            phase_ = Phase::written;
+            callback_(context_);
+          }
+          return;
+        }
+        IoSlot* slot = slot_acquire();
+        if (slot == nullptr) return;
+        const u32 block = manifest_next_;
+        manifest_next_ += 1;
+        const u32 first = block * manifest_references_per_block;
+        u32 count = written_.manifest_reference_count - first;
+        if (count > manifest_references_per_block) count = manifest_references_per_block;
+        std::span<std::byte> data = buffer(slot->buffer_index);
+        for (u32 position = 0; position < count; position += 1) {
+          const BlockReference reference = manifest_flat(first + position);
+          std::memcpy(data.data() + grid_block_header_size + u64{position} * sizeof(reference),
+                      &reference, sizeof(reference));
+        }
+        const u32 size = count * static_cast<u32>(sizeof(BlockReference));
+        const u128 checksum = grid_block_seal(data, GridBlockKind::manifest, block, size);
+        const u32 address = stage_or_stop();
+        written_.manifest[block] = BlockReference{.checksum = checksum, .address = address,
+                                                  .reserved = {}};
+        grid_write(slot, address, grid_block_header_size + size);
+      } else {
+        return;
+      }
+    }
+  }
+
+  // The reference at `position` of the flattened manifest: table by table, block by block.
+  BlockReference manifest_flat(u32 position) const {
+    for (u32 table = 0; table < table_count; table += 1) {
+      const u32 count = block_count(written_.state_machine, table);
+      if (position < count) return manifest_[table][position];
+      position -= count;
+    }
+    TALLY_UNREACHABLE();
+  }
+
+  BlockReference& manifest_flat_mutable(u32 position) {
+    for (u32 table = 0; table < table_count; table += 1) {
+      const u32 count = block_count(written_.state_machine, table);
+      if (position < count) return manifest_[table][position];
+      position -= count;
+    }
+    TALLY_UNREACHABLE();
+  }
+
+  static void write_callback(typename S::Write* write) {
+    auto* slot = static_cast<IoSlot*>(write->context);
+    CheckpointStore* self = slot->store;
+    self->slot_release(slot);
+    self->write_pump();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Reading.
+
+  void reference_acquire(u32 address) {
+    if (address >= free_set_.block_count() || free_set_.acquired(address)) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the checkpoint references grid block %u twice or out of range", address);
+    }
+    free_set_.mark_acquired(address);
+  }
+
+  void grid_read(IoSlot* slot, u32 address) {
+    storage_.read(&slot->read, read_callback, buffer(slot->buffer_index),
+                  layout_.grid_block_offset(address));
+  }
+
+  void read_pump() {
+    while (true) {
+      if (phase_ == Phase::read_manifest) {
+        // One manifest block at a time: the references land in order.
+        if (in_flight_ > 0) return;
+        if (manifest_next_ == durable_.manifest_block_count) {
+          if (durable_.manifest_reference_count != reference_total(durable_.state_machine)) {
+            base::fatal(base::FatalReason::data_file_invalid,
+                        "the checkpoint's manifest does not match its table sizes");
+          }
+          phase_ = Phase::read_state;
+          work_next_ = 0;
+          work_count_ = durable_.manifest_reference_count;
+          continue;
+        }
+        IoSlot* slot = slot_acquire();
+        slot->tag = manifest_next_;
+        grid_read(slot, durable_.manifest[manifest_next_].address);
+        return;
+      }
+      if (phase_ == Phase::read_state) {
+        if (work_next_ == work_count_) {
+          if (in_flight_ > 0) return;
+          state_machine::CheckpointRestorer::finish(*state_machine_write_,
+                                                    durable_.state_machine);
+          phase_ = Phase::read_sessions;
+          continue;
+        }
+        IoSlot* slot = slot_acquire();
+        if (slot == nullptr) return;
+        slot->tag = work_next_;
+        const BlockReference reference = manifest_flat_mutable(work_next_);
+        work_next_ += 1;
+        grid_read(slot, reference.address);
+        continue;
+      }
+      if (phase_ == Phase::read_sessions) {
+        if (in_flight_ > 0) return;
+        if (durable_.sessions.checksum == 0) {
+          phase_ = Phase::read_replies;
+          session_next_ = 0;
+          continue;
+        }
+        IoSlot* slot = slot_acquire();
+        grid_read(slot, durable_.sessions.address);
+        return;
+      }
+      if (phase_ == Phase::read_replies) {
+        if (session_next_ == sessions_->capacity()) {
+          if (in_flight_ > 0) return;
+          phase_ = Phase::idle;
+          callback_(context_);
+          return;
+        }
+        const u32 index = session_next_;
+        const ClientSession& entry = sessions_->entry(index);
+        if (entry.client == 0) {
+          session_next_ += 1;
+          continue;
+        }
+        IoSlot* slot = slot_acquire();
+        if (slot == nullptr) return;
+        session_next_ += 1;
+        slot->tag = index;
+        const u32 padded = (entry.reply.size + journal::sector_size - 1) /
+                           journal::sector_size * journal::sector_size;
+        storage_.read(&slot->read, read_callback, sessions_->reply_buffer(index).first(padded),
+                      layout_.client_reply_offset(index));
+        continue;
+      }
+      return;
+    }
+  }
+
+  static void read_callback(typename S::Read* read) {
+    auto* slot = static_cast<IoSlot*>(read->context);
+    CheckpointStore* self = slot->store;
+    self->read_done(slot, read->result == journal::ReadResult::ok);
+    self->slot_release(slot);
+    self->read_pump();
+  }
+
+  void read_done(IoSlot* slot, bool read_ok) {
+    const std::span<const std::byte> data = buffer(slot->buffer_index);
+    switch (phase_) {
+      case Phase::read_manifest: {
+        const u32 block = static_cast<u32>(slot->tag);
+        const std::span<const std::byte> payload =
+            read_ok ? grid_block_verify(data, durable_.manifest[block], GridBlockKind::manifest,
+                                        block)
+                    : std::span<const std::byte>{};
+        if (payload.empty() || payload.size() % sizeof(BlockReference) != 0) {
+          base::fatal(base::FatalReason::data_file_invalid,
+                      "manifest block %u of the checkpoint is damaged", block);
+        }
+        const u32 first = block * manifest_references_per_block;
+        const u32 count = static_cast<u32>(payload.size() / sizeof(BlockReference));
+        if (first + count > reference_total(durable_.state_machine)) {
+          base::fatal(base::FatalReason::data_file_invalid,
+                      "manifest block %u names more blocks than the checkpoint has", block);
+        }
+        for (u32 position = 0; position < count; position += 1) {
+          BlockReference reference;
+          std::memcpy(&reference, payload.data() + u64{position} * sizeof(reference),
+                      sizeof(reference));
+          reference_acquire(reference.address);
+          manifest_flat_mutable(first + position) = reference;
+        }
+        manifest_next_ += 1;
+        return;
+      }
+      case Phase::read_state: {
+        const BlockReference reference = manifest_flat_mutable(static_cast<u32>(slot->tag));
+        u128 checksum = 0;
+        std::memcpy(&checksum, data.data(), sizeof(checksum));
+        const state_machine::CheckpointBlockError error =
+            read_ok && checksum == reference.checksum
+                ? state_machine::CheckpointRestorer::block(*state_machine_write_,
+                                                           durable_.state_machine, data)
+                : state_machine::CheckpointBlockError::checksum_mismatch;
+        if (error != state_machine::CheckpointBlockError::none) {
+          base::fatal(base::FatalReason::data_file_invalid,
+                      "grid block %u of the checkpoint is damaged (%s); repairing it from "
+                      "another replica is not implemented yet",
+                      reference.address, state_machine::checkpoint_block_error_name(error));
+        }
+        return;
+      }
+      case Phase::read_sessions: {
+        const std::span<const std::byte> payload =
+            read_ok ? grid_block_verify(data, durable_.sessions, GridBlockKind::sessions, 0)
+                    : std::span<const std::byte>{};
+        const u64 expected = u64{sessions_->capacity()} * sizeof(ClientSession);
+        if (payload.size() != expected) {
+          base::fatal(base::FatalReason::data_file_invalid,
+                      "the checkpoint's client sessions block is damaged");
+        }
+        // Copied out through memcpy: the block buffer is not aligned for ClientSession.
+        for (u32 index = 0; index < sessions_->capacity(); index += 1) {
+          ClientSession entry;
+          std::memcpy(&entry, payload.data() + u64{index} * sizeof(entry), sizeof(entry));
+          sessions_->entry_restore(index, entry);
+        }
+        phase_ = Phase::read_replies;
+        session_next_ = 0;
+        return;
+      }
+      case Phase::read_replies: {
+        const u32 index = static_cast<u32>(slot->tag);
+        if (!read_ok || !sessions_->reply_verify(index)) replies_damaged_ += 1;
+        return;
+      }
+      default: TALLY_UNREACHABLE();
+    }
+  }
+
+  S& storage_;
+  journal::Layout layout_;
+  GridFreeSet free_set_;
+  base::LargeArray<BlockReference> manifest_[table_count];
+  base::LargeArray<u64> work_;  // write: (table << 32 | index) to write; read: unused.
+  u32 work_count_ = 0;
+  u32 work_next_ = 0;
+  u32 session_next_ = 0;
+  u32 manifest_next_ = 0;
+  base::LargeArray<std::byte> buffers_;
+  IoSlot slots_[io_depth];
+  u32 in_flight_ = 0;
+  Phase phase_ = Phase::idle;
+  Callback callback_ = nullptr;
+  void* context_ = nullptr;
+  const state_machine::StateMachine* state_machine_read_ = nullptr;
+  state_machine::StateMachine* state_machine_write_ = nullptr;
+  ClientSessions* sessions_ = nullptr;
+  u64 op_previous_ = 0;
+  u32 replies_damaged_ = 0;
+  CheckpointVsrState written_;
+  CheckpointVsrState durable_;
+};
+
+}  // namespace tally::vsr
