@@ -1,10 +1,11 @@
-// `tally start --addresses=A0,A1,... FILE`: runs the replica that FILE belongs to.
+// `tally start --addresses=A0,A1,... [--cluster=N] FILE`: runs the replica that FILE belongs to.
 //
 // The composition root of a server: one thread, one io_uring loop, one message pool, the TCP
 // message bus, the replica over the O_DIRECT data file. Everything is allocated here, then the
 // heap is sealed (allocations afterwards are counted, and reported at exit). The replica's
 // index, the cluster and the replica count come from the data file; the address list must have
-// one entry per replica, and this replica listens on its own entry.
+// one entry per replica, and this replica listens on its own entry. `--cluster`, if given, must
+// be the data file's cluster: a guard against starting a file of another cluster by mistake.
 //
 // Stops: SIGINT or SIGTERM end the loop at the next tick, with a clean exit 0 (what was
 // acknowledged is durable at every moment, so a kill -9 loses nothing either); environmental
@@ -35,7 +36,8 @@ namespace tally::cli {
 
 namespace {
 
-constexpr const char* start_usage = "usage: tally start --addresses=<address,...> <file>\n";
+constexpr const char* start_usage =
+    "usage: tally start --addresses=<address,...> [--cluster=<integer>] <file>\n";
 
 // Messages: every connection's receive buffer and send queue, the replica's pipeline, prepare
 // cache, request queue and WAL writes. Buffers are committed by the kernel on first use.
@@ -92,6 +94,7 @@ void signals_install() {
 int command_start(std::span<char*> arguments) {
   Flag flags[] = {
       {.name = "addresses", .value_hint = "<address,...>"},
+      {.name = "cluster", .value_hint = "<integer>"},
   };
   Positionals positionals;
   if (!arguments_parse("start", arguments, flags, positionals)) {
@@ -113,6 +116,12 @@ int command_start(std::span<char*> arguments) {
     std::fprintf(stderr, "tally start: --addresses: %s\n", addresses.error_message);
     return exit_usage;
   }
+  u128 cluster_expected = 0;
+  if (flags[1].value != nullptr && !parse_u128(flags[1].value, cluster_expected)) {
+    std::fprintf(stderr, "tally start: --cluster=%s must be a decimal integer in 0..2^128-1\n",
+                 flags[1].value);
+    return exit_usage;
+  }
 
   auto server = std::make_unique<Server>();
   server->loop.init(io::Loop::entries_default);
@@ -122,6 +131,12 @@ int command_start(std::span<char*> arguments) {
                 io::open_status_message(opened.status));
   }
   const journal::Superblock superblock = superblock_read(server->loop, server->storage, path);
+  if (flags[1].value != nullptr && superblock.cluster != cluster_expected) {
+    char file_cluster[40];
+    base::fatal(base::FatalReason::data_file_mismatch,
+                "%s belongs to cluster %s, not to --cluster=%s", path,
+                u128_decimal(superblock.cluster, file_cluster), flags[1].value);
+  }
   if (superblock.replica_count != addresses.count) {
     base::fatal(base::FatalReason::data_file_mismatch,
                 "%s belongs to a cluster of %u replicas, but --addresses lists %u",

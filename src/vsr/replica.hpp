@@ -177,7 +177,7 @@ class Replica {
   // The checksum of the committed prepare at `op` (<= commit_min), if the WAL still names it.
   std::optional<u128> checksum_of(u64 op) const {
     if (op == op_checkpoint_) return checkpoint_checksum_;
-    const Header* header = wal_.header_with_op(op);
+    const Header* header = log_header(op);
     if (header == nullptr) return std::nullopt;
     return header->checksum;
   }
@@ -315,10 +315,13 @@ class Replica {
     // ask for the missing op, so that is data loss; a backup fetches them again.
     const std::optional<u64> op_max = wal_.op_max();
     if (op_max.has_value() && *op_max > op_) {
-      if (solo()) {
+      // A primary's log is the cluster's authority while views do not change: dropping the
+      // entries after the break could drop committed ops. Backups re-fetch theirs.
+      if (solo() || primary_index(view_) == options_.replica) {
         base::fatal(base::FatalReason::data_file_invalid,
-                    "the WAL's op %llu is damaged or missing but op %llu follows it; a single "
-                    "replica cannot repair it",
+                    "the WAL's op %llu is damaged or missing but op %llu follows it; this "
+                    "replica's log is the only complete one (a single replica, or the primary "
+                    "without view changes) and cannot be repaired from a peer yet",
                     static_cast<unsigned long long>(op_ + 1),
                     static_cast<unsigned long long>(*op_max));
       }
@@ -432,6 +435,7 @@ class Replica {
 
   void become_normal() {
     status_ = ReplicaStatus::normal;
+    op_at_open_ = op_;
     if (prepare_timestamp_ < state_machine_.commit_timestamp()) {
       prepare_timestamp_ = state_machine_.commit_timestamp();
     }
@@ -494,6 +498,12 @@ class Replica {
     stats_.requests_received += 1;
     if (!primary()) {
       // Clients find the primary from the view in replies; backups stay silent.
+      stats_.requests_dropped += 1;
+      return;
+    }
+    if (commit_min_ < op_at_open_) {
+      // The log holds ops from before a restart, some acknowledged to clients already, that
+      // are not executed yet: the sessions do not know them, so no request can be judged.
       stats_.requests_dropped += 1;
       return;
     }
@@ -693,23 +703,31 @@ class Replica {
     pipeline_commit();
   }
 
-  // Commits the pipeline's head while it has a quorum, the primary's own write included (so a
-  // committed op is always in the primary's WAL).
+  // Advances commit_max over the pipeline's prefix that has a quorum, the primary's own write
+  // included (so a committed op is always in the primary's WAL). Entries leave the pipeline
+  // only once executed (execute()): until then a retransmission of their request must still
+  // find them here, or it would be prepared a second time (a checkpoint, or a WAL read, can
+  // hold execution back after the commit).
   void pipeline_commit() {
-    while (pipeline_count_ > 0) {
-      const PipelineEntry& head = pipeline_[0];
-      if ((head.ok_mask & (1u << options_.replica)) == 0) break;
-      if (static_cast<u32>(std::popcount(head.ok_mask)) < quorum()) break;
-      TALLY_ASSERT(head.op == commit_max_ + 1);
-      commit_max_ = head.op;
-      pool().unref(head.prepare);
-      for (u32 index = 1; index < pipeline_count_; index += 1) {
-        pipeline_[index - 1] = pipeline_[index];
-      }
-      pipeline_count_ -= 1;
-      pipeline_[pipeline_count_] = PipelineEntry{};
+    for (u32 index = 0; index < pipeline_count_; index += 1) {
+      const PipelineEntry& entry = pipeline_[index];
+      if (entry.op <= commit_max_) continue;
+      if ((entry.ok_mask & (1u << options_.replica)) == 0) break;
+      if (static_cast<u32>(std::popcount(entry.ok_mask)) < quorum()) break;
+      TALLY_ASSERT(entry.op == commit_max_ + 1);
+      commit_max_ = entry.op;
     }
     commit_journal();
+  }
+
+  void pipeline_pop_executed(u64 op) {
+    if (pipeline_count_ == 0 || pipeline_[0].op != op) return;
+    pool().unref(pipeline_[0].prepare);
+    for (u32 index = 1; index < pipeline_count_; index += 1) {
+      pipeline_[index - 1] = pipeline_[index];
+    }
+    pipeline_count_ -= 1;
+    pipeline_[pipeline_count_] = PipelineEntry{};
   }
 
   void primary_tick() {
@@ -773,6 +791,12 @@ class Replica {
       commit_max_ = header.prepare.commit;
     }
     if (op <= commit_min_) {
+      // Executed here already. A restarted primary re-replicating its pipeline still needs
+      // this replica's acknowledgement to commit it again.
+      const Header* existing = log_header(op);
+      if (existing != nullptr && existing->checksum == header.checksum && !log_dirty(op)) {
+        prepare_ok_send(header);
+      }
       stats_.prepares_ignored += 1;
     } else {
       prepare_accept_or_hold(message);
@@ -793,8 +817,10 @@ class Replica {
     const Header* existing = log_header(op);
     if (existing != nullptr) {
       if (existing->checksum == header.checksum) {
-        // A retransmission: acknowledge again once durable.
+        // A retransmission: acknowledge again once durable. The primary holds this entry, so
+        // the log up to it is the primary's (the hash chain).
         if (op <= op_ && !log_dirty(op)) prepare_ok_send(header);
+        if (op <= op_ && op > op_verified_) op_verified_ = op;
         stats_.prepares_ignored += 1;
         return;
       }
@@ -838,10 +864,39 @@ class Replica {
     TALLY_ASSERT(header.prepare.op == op_ + 1 && header.prepare.parent == head_checksum_);
     op_ = header.prepare.op;
     head_checksum_ = header.checksum;
-    if (header.view == view_ || op_verified_ + 1 == op_) op_verified_ = op_;
+    // Every prepare comes from the primary's log (on_prepare() checks the sender), and it
+    // chains onto the head: the log up to it is the primary's. (Prepares a primary sent before
+    // it crashed cannot arrive after its restart: its connections died with it.)
+    op_verified_ = op_;
     stats_.prepares_accepted += 1;
     cache_put(message);
     write_enqueue(message);
+    verify_try();
+  }
+
+  // The oldest commit the primary announced (this view) beyond what is verified here: once the
+  // log reaches it, its checksum says whether the log up to there is the primary's.
+  void verify_note(u64 commit, u128 checksum) {
+    if (commit <= op_verified_) return;
+    if (verify_op_ > op_verified_) return;  // One at a time, oldest first.
+    verify_op_ = commit;
+    verify_checksum_ = checksum;
+    verify_try();
+  }
+
+  void verify_try() {
+    if (verify_op_ <= op_verified_ || verify_op_ > op_) return;
+    const Header* ours = log_header(verify_op_);
+    if (ours != nullptr && ours->checksum == verify_checksum_) {
+      op_verified_ = verify_op_;
+      return;
+    }
+    // The primary committed another prepare at that op: the entry here is one the primary
+    // lost before a restart. It never committed, so it goes, and repair fetches the right one.
+    if (verify_op_ > commit_min_ && log_truncate_after(verify_op_ - 1)) {
+      stats_.prepares_truncated += 1;
+    }
+    verify_op_ = 0;
   }
 
   void prepare_ok_send(const Header& prepare) {
@@ -869,30 +924,40 @@ class Replica {
     if (header.view != view_ || primary()) return;
     const u64 commit = header.commit.commit;
     if (commit > commit_max_) commit_max_ = commit;
-    if (commit <= op_ && commit > op_verified_) {
-      const Header* ours = log_header(commit);
-      if (ours != nullptr && ours->checksum == header.commit.commit_checksum) {
-        op_verified_ = commit;
-      } else if (commit > commit_min_) {
-        repair_request(commit);
-      }
-    }
+    verify_note(commit, header.commit.commit_checksum);
+    repair_window();
     commit_journal();
   }
 
-  void backup_tick() {
-    if (ticks_ % repair_ticks != 0) return;
-    if (commit_max_ > op_) {
-      repair_request(op_ + 1);
-    } else if (op_verified_ < commit_max_ && commit_max_ > commit_min_) {
-      repair_request(commit_max_);
+  void backup_tick() { repair_window(); }
+
+  // Asks the primary for the ops after the head that it has committed, up to a pipeline's
+  // worth at a time (they may arrive in any order: the prepare cache holds them), again every
+  // repair_ticks while they do not arrive.
+  void repair_window() {
+    if (op_verified_ < op_ && commit_max_ > op_verified_ && ticks_ % repair_ticks == 0) {
+      // The log after a restart: the primary's copy of the head verifies all of it.
+      repair_send(op_);
     }
+    if (commit_max_ <= op_) return;
+    const bool moved = op_ + 1 > repair_window_end_;
+    if (!moved && ticks_ < repair_window_tick_ + repair_ticks) return;
+    const u64 end = commit_max_ < op_ + pipeline_max ? commit_max_ : op_ + pipeline_max;
+    for (u64 op = op_ + 1; op <= end; op += 1) {
+      if (cache_get(op) == nullptr) repair_send(op);
+    }
+    repair_window_end_ = end;
+    repair_window_tick_ = ticks_;
   }
 
   void repair_request(u64 op) {
     if (repair_requested_op_ == op && ticks_ < repair_requested_tick_ + repair_ticks) return;
     repair_requested_op_ = op;
     repair_requested_tick_ = ticks_;
+    repair_send(op);
+  }
+
+  void repair_send(u64 op) {
     base::Message* message = pool().get();
     if (message == nullptr) return;
     Header& header = message->header();
@@ -1125,6 +1190,7 @@ class Replica {
     commit_min_ = fields.op;
     stats_.ops_committed += 1;
     if (commit_min_ > commit_max_) commit_max_ = commit_min_;
+    pipeline_pop_executed(fields.op);
 
     std::optional<u32> session_index;
     std::span<std::byte> reply_body;
@@ -1321,6 +1387,7 @@ class Replica {
   bool checkpointing_ = false;
   u64 prepare_timestamp_ = 0;
   u64 replay_target_ = 0;
+  u64 op_at_open_ = 0;  // The log's head when the replica became normal.
   u64 pipeline_reload_op_ = 0;
 
   PipelineEntry pipeline_[pipeline_max] = {};
@@ -1341,6 +1408,10 @@ class Replica {
   u8 repair_read_to_ = 0;
   u64 repair_requested_op_ = 0;
   u64 repair_requested_tick_ = 0;
+  u64 repair_window_end_ = 0;
+  u64 repair_window_tick_ = 0;
+  u64 verify_op_ = 0;         // A commit announced by the primary, not yet verified here.
+  u128 verify_checksum_ = 0;  // Its checksum.
 
   ReplicaStats stats_;
 };

@@ -129,8 +129,8 @@ struct Cluster {
   // A crash: the replica object goes, its storage loses what was in flight, packets to it are
   // lost.
   void crash(u8 index) {
+    nodes[index].storage->crash();  // First: writes in flight read the replica's buffers.
     nodes[index].replica.reset();
-    nodes[index].storage->crash();
   }
 
   void step() {

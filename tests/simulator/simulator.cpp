@@ -1,0 +1,699 @@
+// The simulator: a whole Tally cluster (1-6 replicas) and its clients in one thread, on
+// simulated storage, network and time, driven by one seed.
+//
+//   simulator [--replicas=N] [--clients=N] [--requests=N] [--crashes] [--faults] SEED...
+//
+// Each run builds the cluster, lets every client register and send its requests (a random mix
+// of account and transfer creations, exact repeats, and lookups; tests/simulator/
+// ledger_model.hpp says why these) through the real client session logic, while the network
+// loses, delays, reorders and duplicates packets and partitions replicas, and (with --crashes)
+// replicas crash and restart, some with torn or lost writes. After every tick the checkers run:
+//   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
+//   - state: replicas at the same commit number have the same ledger digest;
+//   - replies: every reply a client accepts equals, byte for byte, what the reference model
+//     answers when the committed ops are applied to it in op order, and reply timestamps
+//     increase with the op;
+//   - durability: what a client saw acknowledged is in the model, and at the end the model's
+//     accounts and transfers are exactly every replica's.
+// At the end faults stop, crashed replicas restart, and the run must finish every request and
+// bring every replica to the same commit (liveness) within a bound of ticks.
+//
+// A failure prints the seed and the first broken rule and exits 1; the same seed reproduces it.
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/sim/network.hpp"
+#include "io/sim/storage.hpp"
+#include "io/sim/time.hpp"
+#include "journal/layout.hpp"
+#include "journal/superblock.hpp"
+#include "src/base/message_pool.hpp"
+#include "src/base/prng.hpp"
+#include "src/client/session.hpp"
+#include "src/state_machine/config.hpp"
+#include "src/vsr/replica.hpp"
+#include "tally/multi_batch.hpp"
+#include "tests/simulator/ledger_model.hpp"
+
+namespace {
+
+using namespace tally;
+using base::Message;
+using base::MessagePool;
+using base::Prng;
+using base::Ratio;
+using io::sim::Network;
+
+using Replica = vsr::Replica<io::sim::Storage, Network::Endpoint, io::sim::Time>;
+using Session = client::Session<Network::Endpoint>;
+
+constexpr u128 cluster_id = 3;
+
+struct Options {
+  u64 seed = 0;
+  u8 replica_count = 3;
+  u32 client_count = 4;
+  u32 requests_per_client = 60;
+  bool crashes = false;
+  bool faults = false;
+  u64 ticks_max = 200'000;
+};
+
+[[noreturn]] void fail(const Options& options, const std::string& what) {
+  std::fprintf(stderr, "simulator: seed %" PRIu64 " FAILED: %s\n", options.seed, what.c_str());
+  std::exit(1);
+}
+
+journal::LayoutConfig layout_config() {
+  journal::LayoutConfig config = journal::LayoutConfig::testing();
+  config.message_size_max = message_size_max;  // The replica needs whole-size messages.
+  config.grid_block_count = 512;
+  return config;
+}
+
+class Simulation;
+
+struct ReplicaNode {
+  Simulation* simulation = nullptr;
+  u8 index = 0;
+  std::unique_ptr<io::sim::Storage> storage;
+  std::unique_ptr<Replica> replica;
+  Network::Endpoint* endpoint = nullptr;
+  bool up = false;
+  u64 restart_tick = 0;
+  u64 checked_op = 0;  // Ops up to here were compared with the chain.
+};
+
+struct ClientNode {
+  Simulation* simulation = nullptr;
+  u32 index = 0;
+  u128 id = 0;
+  std::unique_ptr<Session> session;
+  Network::Endpoint* endpoint = nullptr;
+  u32 requests_done = 0;
+  bool in_flight = false;
+  bool registered = false;
+  u64 requests_acknowledged = 0;
+  std::vector<Account> accounts_created;    // As submitted, to repeat exactly.
+  std::vector<Transfer> transfers_created;  // Acknowledged as created.
+  std::vector<Transfer> transfers_sent;     // In the request in flight.
+  Operation operation = Operation::reserved;
+};
+
+// A reply waiting for the ops before it, so that the model applies ops in order.
+struct Observed {
+  Operation operation;
+  std::vector<std::byte> request_body;
+  u64 timestamp;
+  std::vector<std::byte> reply_body;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const Options& options)
+      : options_(options),
+        prng_(options.seed),
+        layout_(layout_config()),
+        time_(io::sim::TimeOptions{}) {
+    pool_.init(2048, message_size_max);
+    io::sim::NetworkOptions network_options{
+        .replica_count = options.replica_count,
+        .client_count_max = options.client_count,
+        .seed = options.seed ^ 0x5eed,
+        .packet_count_max = 4096,
+        .path_packet_count_max = 64,
+        .delay_min_ticks = 1,
+        .delay_max_ticks = options.faults ? 20u : 2u,
+    };
+    if (options.faults) network_options.faults = faults_random();
+    network_ = std::make_unique<Network>(&pool_, network_options);
+
+    replicas_.resize(options.replica_count);
+    for (u8 index = 0; index < options.replica_count; index += 1) {
+      ReplicaNode& node = replicas_[index];
+      node.simulation = this;
+      node.index = index;
+      node.storage = std::make_unique<io::sim::Storage>(io::sim::StorageOptions{
+          .size = layout_.size(),
+          .seed = options.seed * 31 + index,
+          .read_latency_min_ticks = 1,
+          .read_latency_max_ticks = options.faults ? 5u : 1u,
+          .write_latency_min_ticks = 1,
+          .write_latency_max_ticks = options.faults ? 8u : 1u,
+      });
+      format(node);
+      node.endpoint = &network_->replica_attach(index, replica_on_message, &node);
+      replica_start(node);
+    }
+    clients_.resize(options.client_count);
+    for (u32 index = 0; index < options.client_count; index += 1) {
+      ClientNode& node = clients_[index];
+      node.simulation = this;
+      node.index = index;
+      node.id = (u128{0xC11E} << 64) | (index + 1);
+      node.endpoint = &network_->client_attach(node.id, client_on_message, &node);
+      node.session = std::make_unique<Session>(
+          *node.endpoint, client::SessionOptions{.cluster = cluster_id,
+                                                 .client = node.id,
+                                                 .replica_count = options.replica_count,
+                                                 .seed = options.seed + index});
+    }
+  }
+
+  ~Simulation() {
+    for (ClientNode& node : clients_) node.session.reset();
+    for (ReplicaNode& node : replicas_) node.replica.reset();
+    network_->drain();
+  }
+
+  void run() {
+    u64 tick = 0;
+    bool quiet = false;
+    u64 quiet_since = 0;
+    for (; tick < options_.ticks_max; tick += 1) {
+      step(tick, quiet);
+      check();
+      const bool clients_done = clients_finished();
+      if (!quiet && (clients_done || tick > options_.ticks_max / 2)) {
+        // The end game: faults stop, every replica comes back, and everything must finish.
+        quiet = true;
+        quiet_since = tick;
+        network_->faults_set({});
+        network_->heal_all();
+      }
+      if (quiet && clients_done && replicas_converged() && tick > quiet_since + 200) break;
+    }
+    if (!clients_finished() || !replicas_converged()) dump();
+    if (!clients_finished()) {
+      fail(options_, "liveness: clients did not finish their requests in " +
+                         std::to_string(options_.ticks_max) + " ticks");
+    }
+    if (!replicas_converged()) fail(options_, "liveness: replicas did not converge");
+    final_check();
+    std::printf("simulator: seed %" PRIu64 " ok: %u replicas, %u clients, %" PRIu64
+                " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
+                " packets dropped of %" PRIu64 ", %u stale\n",
+                options_.seed, options_.replica_count, options_.client_count, model_op_, tick,
+                crashes_, network_->stats().dropped_total(), network_->stats().sent, stale_);
+  }
+
+ private:
+  io::sim::NetworkFaults faults_random() {
+    io::sim::NetworkFaults faults;
+    faults.loss_ppm = static_cast<u32>(prng_.range_inclusive<u64>(0, 50'000));
+    faults.duplicate_ppm = static_cast<u32>(prng_.range_inclusive<u64>(0, 30'000));
+    faults.partition_mode = io::sim::PartitionMode::uniform_size;
+    faults.partition_ppm = 2'000;
+    faults.heal_ppm = 20'000;
+    faults.partition_ticks_min = 10;
+    faults.whole_ticks_min = 50;
+    return faults;
+  }
+
+  void format(ReplicaNode& node) {
+    using Store = journal::SuperblockStore<io::sim::Storage>;
+    Store store(*node.storage);
+    bool done = false;
+    store.context = &done;
+    store.format({.cluster = cluster_id,
+                  .replica = node.index,
+                  .replica_count = options_.replica_count,
+                  .layout = layout_.config()},
+                 [](Store* s) { *static_cast<bool*>(s->context) = true; });
+    while (!done) node.storage->tick();
+  }
+
+  void replica_start(ReplicaNode& node) {
+    node.replica = std::make_unique<Replica>(
+        *node.storage, *node.endpoint, time_, layout_,
+        vsr::ReplicaOptions{.cluster = cluster_id,
+                            .replica = node.index,
+                            .replica_count = options_.replica_count,
+                            .state_machine = state_machine::Config::testing()});
+    node.replica->open(nullptr);
+    node.up = true;
+    node.checked_op = 0;
+    network_->node_up(node.index);
+  }
+
+  void replica_crash(ReplicaNode& node) {
+    // The storage first: writes in flight still read from the replica's buffers.
+    node.storage->crash();
+    node.replica.reset();
+    node.up = false;
+    network_->node_down(node.index);
+    crashes_ += 1;
+  }
+
+  static void replica_on_message(void* context, Message* message) {
+    auto* node = static_cast<ReplicaNode*>(context);
+    if (node->replica) node->replica->on_message(message);
+  }
+
+  static void client_on_message(void* context, Message* message) {
+    auto* node = static_cast<ClientNode*>(context);
+    node->session->on_message(message);
+  }
+
+  void step(u64 tick, bool quiet) {
+    time_.tick();
+    network_->tick();
+    for (ReplicaNode& node : replicas_) {
+      node.storage->tick();
+      if (node.replica) node.replica->tick();
+    }
+    for (ClientNode& node : clients_) {
+      node.session->tick();
+      client_next(node);
+    }
+    if (options_.crashes) crash_step(tick, quiet);
+  }
+
+  void crash_step(u64 tick, bool quiet) {
+    for (ReplicaNode& node : replicas_) {
+      if (!node.up && (quiet || tick >= node.restart_tick)) replica_start(node);
+    }
+    if (quiet) return;
+    if (prng_.chance(Ratio{.numerator = 1, .denominator = 400})) {
+      ReplicaNode& node = replicas_[prng_.index(replicas_.size())];
+      if (node.up) {
+        replica_crash(node);
+        node.restart_tick = tick + prng_.range_inclusive<u64>(10, 300);
+      }
+    }
+    if (prng_.chance(Ratio{.numerator = 1, .denominator = 5000})) {
+      const u64 restart = tick + prng_.range_inclusive<u64>(10, 100);
+      for (ReplicaNode& node : replicas_) {
+        if (!node.up) continue;
+        replica_crash(node);
+        node.restart_tick = restart;
+      }
+    }
+  }
+
+  // --------------------------------------------------------------------------------------
+  // Clients and their workload.
+
+  bool clients_finished() const {
+    for (const ClientNode& node : clients_) {
+      if (node.requests_done < options_.requests_per_client || node.in_flight) return false;
+    }
+    return true;
+  }
+
+  void client_next(ClientNode& node) {
+    if (node.session->state() == client::SessionState::idle) {
+      if (node.session->start()) node.in_flight = false;
+      return;
+    }
+    if (node.session->state() != client::SessionState::registered || node.in_flight) return;
+    if (!node.registered) {
+      node.registered = true;
+      // The register's op: its reply is the session number.
+      observe(node.session->session(), Operation::register_session, {}, 0, {});
+    }
+    if (node.requests_done >= options_.requests_per_client) return;
+    std::vector<std::byte> body;
+    const Operation operation = workload_next(node, body);
+    node.operation = operation;
+    const ClientError error =
+        node.session->submit(operation, body, client_on_complete, &node);
+    if (error != ClientError::ok) {
+      fail(options_, std::string("client submit failed: ") + tally::name(error));
+    }
+    node.in_flight = true;
+  }
+
+  static void client_on_complete(void* context, const client::SessionCompletion& completion) {
+    auto* node = static_cast<ClientNode*>(context);
+    node->simulation->client_completed(*node, completion);
+  }
+
+  void client_completed(ClientNode& node, const client::SessionCompletion& completion) {
+    if (completion.error != ClientError::ok) {
+      dump();
+      fail(options_, std::string("client ") + std::to_string(node.index) +
+                         " request failed: " + tally::name(completion.error) + " (" +
+                         tally::name(completion.eviction_reason) + ")");
+    }
+    node.in_flight = false;
+    node.requests_done += 1;
+    node.requests_acknowledged += 1;
+    const Header& reply = completion.reply->header();
+    const std::span<const std::byte> reply_body = completion.reply->body();
+    const std::span<const std::byte> request_body = completion.request->body();
+    observe(reply.reply.op, node.operation,
+            std::vector<std::byte>(request_body.begin(), request_body.end()),
+            reply.reply.timestamp, std::vector<std::byte>(reply_body.begin(), reply_body.end()));
+    if (node.operation == Operation::create_transfers) {
+      // Remember what was created, to repeat it exactly later.
+      MultiBatchDecoder decoder;
+      if (decoder.decode(reply_body, sizeof(CreateTransferResult)) != MultiBatchError::none) {
+        fail(options_, "a create_transfers reply does not decode");
+      }
+      u32 position = 0;
+      for (const std::span<const std::byte> batch : decoder) {
+        for (u32 index = 0; index < batch.size() / sizeof(CreateTransferResult); index += 1) {
+          CreateTransferResult result;
+          std::memcpy(&result, batch.data() + index * sizeof(result), sizeof(result));
+          if (result.status == CreateTransferStatus::created) {
+            node.transfers_created.push_back(node.transfers_sent[position]);
+          }
+          position += 1;
+        }
+      }
+    }
+  }
+
+  u128 account_id_random(ClientNode& node) {
+    (void)node;
+    // Accounts are numbered per client; any client may name any of them, created or not yet.
+    const u32 owner = static_cast<u32>(prng_.index(clients_.size()));
+    const u64 number = prng_.range_inclusive<u64>(1, account_counters_[owner] + 2);
+    return (u128{owner + 1} << 64) | number;
+  }
+
+  template <typename Event>
+  static std::vector<std::byte> encode_one_batch(const std::vector<Event>& events) {
+    std::vector<std::byte> body(message_body_size_max);
+    MultiBatchEncoder encoder(body, sizeof(Event));
+    if (encoder.batch_begin() != MultiBatchEncodeError::none) std::abort();
+    std::memcpy(encoder.writable().data(), events.data(), events.size() * sizeof(Event));
+    if (encoder.commit(static_cast<u32>(events.size())) != MultiBatchEncodeError::none) {
+      std::abort();
+    }
+    if (encoder.finish() != MultiBatchEncodeError::none) std::abort();
+    body.resize(encoder.size());
+    return body;
+  }
+
+  Operation workload_next(ClientNode& node, std::vector<std::byte>& body) {
+    if (account_counters_.size() != clients_.size()) account_counters_.resize(clients_.size());
+    const u64 kind = prng_.index(u64{10});
+    const u32 count = static_cast<u32>(prng_.range_inclusive<u64>(1, 8));
+    if (kind < 3) {
+      std::vector<Account> accounts;
+      for (u32 index = 0; index < count; index += 1) {
+        if (!node.accounts_created.empty() && prng_.chance(Ratio{1, 5})) {
+          accounts.push_back(node.accounts_created[prng_.index(node.accounts_created.size())]);
+          continue;
+        }
+        account_counters_[node.index] += 1;
+        Account account{};
+        account.id = (u128{node.index + 1} << 64) | account_counters_[node.index];
+        account.ledger = 1;
+        account.code = static_cast<u16>(prng_.range_inclusive<u64>(1, 9));
+        account.user_data_64 = prng_.range_inclusive<u64>(0, 1000);
+        node.accounts_created.push_back(account);
+        accounts.push_back(account);
+      }
+      body = encode_one_batch(accounts);
+      return Operation::create_accounts;
+    }
+    if (kind < 7) {
+      std::vector<Transfer> transfers;
+      for (u32 index = 0; index < count; index += 1) {
+        if (!node.transfers_created.empty() && prng_.chance(Ratio{1, 6})) {
+          transfers.push_back(node.transfers_created[prng_.index(node.transfers_created.size())]);
+          continue;
+        }
+        transfer_counter_ += 1;
+        Transfer transfer{};
+        transfer.id = (u128{0x7} << 96) | transfer_counter_;
+        transfer.debit_account_id = account_id_random(node);
+        do {
+          transfer.credit_account_id = account_id_random(node);
+        } while (transfer.credit_account_id == transfer.debit_account_id);
+        transfer.amount = prng_.range_inclusive<u64>(1, 100);
+        transfer.ledger = 1;
+        transfer.code = 1;
+        transfers.push_back(transfer);
+      }
+      node.transfers_sent = transfers;
+      body = encode_one_batch(transfers);
+      return Operation::create_transfers;
+    }
+    std::vector<u128> ids;
+    const bool accounts = kind < 9;
+    for (u32 index = 0; index < count; index += 1) {
+      if (accounts) {
+        ids.push_back(account_id_random(node));
+      } else {
+        ids.push_back((u128{0x7} << 96) | prng_.range_inclusive<u64>(1, transfer_counter_ + 2));
+      }
+    }
+    body = encode_one_batch(ids);
+    return accounts ? Operation::lookup_accounts : Operation::lookup_transfers;
+  }
+
+  // --------------------------------------------------------------------------------------
+  // Checkers.
+
+  void observe(u64 op, Operation operation, std::vector<std::byte> request_body, u64 timestamp,
+               std::vector<std::byte> reply_body) {
+    if (op <= model_op_) {
+      fail(options_, "op " + std::to_string(op) + " was answered after the model passed it");
+    }
+    const auto [position, inserted] = observed_.emplace(
+        op, Observed{operation, std::move(request_body), timestamp, std::move(reply_body)});
+    if (!inserted && position->second.operation != operation) {
+      fail(options_, "two different requests were answered with op " + std::to_string(op));
+    }
+    model_advance();
+  }
+
+  void model_advance() {
+    while (true) {
+      const auto next = observed_.find(model_op_ + 1);
+      if (next == observed_.end()) return;
+      const Observed& observed = next->second;
+      if (observed.operation != Operation::register_session) {
+        if (observed.timestamp <= model_timestamp_) {
+          fail(options_, "reply timestamps do not increase with the op at op " +
+                             std::to_string(next->first));
+        }
+        model_timestamp_ = observed.timestamp;
+        const std::vector<std::byte> expected =
+            model_.apply(observed.operation, observed.request_body, observed.timestamp);
+        if (expected != observed.reply_body) {
+          fail(options_, std::string("the reply of op ") + std::to_string(next->first) + " (" +
+                             name(observed.operation) + ") differs from the model's");
+        }
+      }
+      model_op_ = next->first;
+      observed_.erase(next);
+    }
+  }
+
+  void check() {
+    // Agreement of the hash chain over what each replica has committed.
+    for (ReplicaNode& node : replicas_) {
+      if (!node.replica || node.replica->status() != vsr::ReplicaStatus::normal) continue;
+      const u64 commit = node.replica->commit_min();
+      for (u64 op = node.checked_op + 1; op <= commit; op += 1) {
+        const std::optional<u128> checksum = node.replica->checksum_of(op);
+        if (!checksum.has_value()) continue;  // Reused by the WAL after a checkpoint.
+        const auto [position, inserted] = chain_.emplace(op, *checksum);
+        if (!inserted && position->second != *checksum) {
+          fail(options_, "replica " + std::to_string(node.index) + " committed a different op " +
+                             std::to_string(op) + " than another replica");
+        }
+      }
+      if (commit > node.checked_op) node.checked_op = commit;
+    }
+    // Identical state at equal commit numbers.
+    if (++check_count_ % 64 == 0) {
+      std::map<u64, u128> digests;
+      for (ReplicaNode& node : replicas_) {
+        if (!node.replica || node.replica->status() != vsr::ReplicaStatus::normal) continue;
+        const u128 digest = node.replica->state_machine().ledger().digest();
+        const auto [position, inserted] = digests.emplace(node.replica->commit_min(), digest);
+        if (!inserted && position->second != digest) {
+          fail(options_, "two replicas at op " + std::to_string(position->first) +
+                             " have different ledgers");
+        }
+      }
+    }
+  }
+
+  // What the cluster looks like, for a failing run.
+  void dump() const {
+    for (const ReplicaNode& node : replicas_) {
+      if (!node.replica) {
+        std::fprintf(stderr, "  replica %u: down\n", node.index);
+        continue;
+      }
+      const Replica& replica = *node.replica;
+      const vsr::ReplicaStats& stats = replica.stats();
+      std::fprintf(stderr,
+                   "  replica %u: status %u view %u op %" PRIu64 " commit_min %" PRIu64
+                   " commit_max %" PRIu64 " checkpoint %" PRIu64 " pipeline %u repairs %" PRIu64
+                   " prepares accepted %" PRIu64 " ignored %" PRIu64 "\n",
+                   node.index, static_cast<unsigned>(replica.status()), replica.view(),
+                   replica.op(), replica.commit_min(), replica.commit_max(),
+                   replica.op_checkpoint(), replica.pipeline_count(), stats.repairs_requested,
+                   stats.prepares_accepted, stats.prepares_ignored);
+      std::fprintf(stderr,
+                   "    requests %" PRIu64 " dropped %" PRIu64 " duplicate %" PRIu64
+                   " evicted %" PRIu64 " capacity %" PRIu64 " invalid messages %" PRIu64 "\n",
+                   stats.requests_received, stats.requests_dropped, stats.requests_duplicate,
+                   stats.requests_evicted, stats.requests_capacity_dropped,
+                   stats.messages_invalid);
+    }
+    for (const ClientNode& node : clients_) {
+      std::fprintf(stderr, "  client %u: state %s done %u in flight %d attempts %u\n",
+                   node.index, client::name(node.session->state()), node.requests_done,
+                   node.in_flight ? 1 : 0, node.session->request_attempts());
+      const client::SessionStats& stats = node.session->stats();
+      std::fprintf(stderr, "    sent %" PRIu64 " retransmissions %" PRIu64 " ignored:",
+                   stats.requests_sent, stats.retransmissions);
+      for (u32 reason = 0; reason < client::ignored_reason_count; reason += 1) {
+        if (stats.ignored[reason] != 0) {
+          std::fprintf(stderr, " %u=%" PRIu64, reason, stats.ignored[reason]);
+        }
+      }
+      std::fprintf(stderr, "\n");
+    }
+    std::fprintf(stderr, "  model op %" PRIu64 ", observed waiting %zu\n", model_op_,
+                 observed_.size());
+  }
+
+  // A replica whose log ends before the oldest op any WAL still holds can only catch up by
+  // state sync, which Tally does not have yet (docs/vsr-protocol.md, "Limits"): the run
+  // reports it and leaves it out of convergence, but every checker still ran on it.
+  bool replica_stale(const ReplicaNode& node) const {
+    u64 op_max = 0;
+    for (const ReplicaNode& other : replicas_) {
+      if (other.replica && other.replica->op() > op_max) op_max = other.replica->op();
+    }
+    return node.replica && node.replica->op() + layout_.config().slot_count < op_max;
+  }
+
+  bool replicas_converged() const {
+    std::optional<u64> commit;
+    for (const ReplicaNode& node : replicas_) {
+      if (!node.replica || node.replica->status() != vsr::ReplicaStatus::normal) return false;
+      if (replica_stale(node)) continue;
+      if (!commit.has_value()) commit = node.replica->commit_min();
+      if (node.replica->commit_min() != *commit) return false;
+    }
+    return commit.has_value() && *commit >= model_op_;
+  }
+
+  void final_check() {
+    if (!observed_.empty()) fail(options_, "replies of some ops never reached the model");
+    for (const ReplicaNode& node : replicas_) {
+      if (replica_stale(node)) {
+        stale_ += 1;
+        continue;
+      }
+      const state_machine::StateMachine& machine = node.replica->state_machine();
+      if (machine.ledger().account_count() != model_.accounts().size()) {
+        fail(options_, "replica " + std::to_string(node.index) + " has " +
+                           std::to_string(machine.ledger().account_count()) +
+                           " accounts, the model " + std::to_string(model_.accounts().size()));
+      }
+      for (const auto& [id, expected] : model_.accounts()) {
+        Account found[1];
+        const u128 ids[1] = {id};
+        if (machine.lookup_accounts(ids, found) != 1 ||
+            std::memcmp(&found[0], &expected, sizeof(Account)) != 0) {
+          fail(options_, "replica " + std::to_string(node.index) +
+                             " lost or changed an acknowledged account");
+        }
+      }
+      for (const auto& [id, expected] : model_.transfers()) {
+        Transfer found[1];
+        const u128 ids[1] = {id};
+        if (machine.lookup_transfers(ids, found) != 1 ||
+            std::memcmp(&found[0], &expected, sizeof(Transfer)) != 0) {
+          fail(options_, "replica " + std::to_string(node.index) +
+                             " lost or changed an acknowledged transfer");
+        }
+      }
+    }
+  }
+
+  Options options_;
+  Prng prng_;
+  journal::Layout layout_;
+  io::sim::Time time_;
+  MessagePool pool_;
+  std::unique_ptr<Network> network_;
+  std::vector<ReplicaNode> replicas_;
+  std::vector<ClientNode> clients_;
+  std::vector<u64> account_counters_;
+  u64 transfer_counter_ = 0;
+  simulator::LedgerModel model_;
+  std::map<u64, Observed> observed_;
+  u64 model_op_ = 0;
+  u64 model_timestamp_ = 0;
+  std::map<u64, u128> chain_;
+  u64 check_count_ = 0;
+  u64 crashes_ = 0;
+  u32 stale_ = 0;
+};
+
+bool flag_value(const char* argument, const char* name, u64* value) {
+  const std::size_t length = std::strlen(name);
+  if (std::strncmp(argument, name, length) != 0 || argument[length] != '=') return false;
+  char* end = nullptr;
+  *value = std::strtoull(argument + length + 1, &end, 10);
+  if (end == argument + length + 1 || *end != '\0') {
+    std::fprintf(stderr, "simulator: %s needs a number\n", name);
+    std::exit(2);
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  std::vector<u64> seeds;
+  for (int index = 1; index < argc; index += 1) {
+    const char* argument = argv[index];
+    u64 value = 0;
+    if (flag_value(argument, "--replicas", &value)) {
+      if (value < 1 || value > replicas_max) {
+        std::fprintf(stderr, "simulator: --replicas must be 1..6\n");
+        return 2;
+      }
+      options.replica_count = static_cast<u8>(value);
+    } else if (flag_value(argument, "--clients", &value)) {
+      options.client_count = static_cast<u32>(value);
+    } else if (flag_value(argument, "--requests", &value)) {
+      options.requests_per_client = static_cast<u32>(value);
+    } else if (flag_value(argument, "--ticks", &value)) {
+      options.ticks_max = value;
+    } else if (std::strcmp(argument, "--crashes") == 0) {
+      options.crashes = true;
+    } else if (std::strcmp(argument, "--faults") == 0) {
+      options.faults = true;
+    } else {
+      char* end = nullptr;
+      const u64 seed = std::strtoull(argument, &end, 10);
+      if (end == argument || *end != '\0') {
+        std::fprintf(stderr,
+                     "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
+                     "[--ticks=N] [--crashes] [--faults] SEED...\n");
+        return 2;
+      }
+      seeds.push_back(seed);
+    }
+  }
+  if (seeds.empty()) seeds.push_back(1);
+  for (const u64 seed : seeds) {
+    options.seed = seed;
+    Simulation simulation(options);
+    simulation.run();
+  }
+  return 0;
+}
