@@ -7,27 +7,8 @@ set -uo pipefail
 tally=$1
 scratch=$(mktemp -d "${2:-.}/cli_format_test.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
-failures=0
-
-# expect NAME CODE PATTERN COMMAND...: exit status CODE and output (both streams) matching PATTERN.
-expect() {
-  local name=$1 code=$2 pattern=$3
-  shift 3
-  local output status
-  output=$("$@" 2>&1)
-  status=$?
-  if [[ $status -ne $code ]]; then
-    echo "FAILED: $name: exit $status, expected $code" >&2
-    echo "$output" >&2
-    failures=$((failures + 1))
-  elif ! grep -qE -- "$pattern" <<<"$output"; then
-    echo "FAILED: $name: output does not match /$pattern/" >&2
-    echo "$output" >&2
-    failures=$((failures + 1))
-  else
-    echo "ok: $name"
-  fi
-}
+# shellcheck source=tests/cli_expect.sh
+source "$(dirname "$0")/cli_expect.sh"
 
 file="$scratch/0_1.tally"
 expect format 0 'formatted .*cluster 123, replica 1 of 3' \

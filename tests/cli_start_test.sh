@@ -12,27 +12,8 @@ cleanup() {
   rm -rf "$scratch"
 }
 trap cleanup EXIT
-failures=0
-
-# expect NAME CODE PATTERN COMMAND...: exit status CODE and output (both streams) matching PATTERN.
-expect() {
-  local name=$1 code=$2 pattern=$3
-  shift 3
-  local output status
-  output=$("$@" 2>&1)
-  status=$?
-  if [[ $status -ne $code ]]; then
-    echo "FAILED: $name: exit $status, expected $code" >&2
-    echo "$output" >&2
-    failures=$((failures + 1))
-  elif ! grep -qE -- "$pattern" <<<"$output"; then
-    echo "FAILED: $name: output does not match /$pattern/" >&2
-    echo "$output" >&2
-    failures=$((failures + 1))
-  else
-    echo "ok: $name"
-  fi
-}
+# shellcheck source=tests/cli_expect.sh
+source "$(dirname "$0")/cli_expect.sh"
 
 file="$scratch/0_0.tally"
 "$tally" format --cluster=9 --replica=0 --replica-count=1 "$file" > /dev/null || exit 1

@@ -770,12 +770,18 @@ class Replica {
   // -------------------------------------------------------------------------------------------
   // Prepares (backups).
 
+  // Prepares and commits come only from the primary of the view they name (another replica).
+  bool from_primary(const Header& header) {
+    if (header.replica == primary_index(header.view) && header.replica != options_.replica) {
+      return true;
+    }
+    stats_.messages_invalid += 1;
+    return false;
+  }
+
   void on_prepare(base::Message* message) {
     const Header& header = message->header();
-    if (header.replica != primary_index(header.view) || header.replica == options_.replica) {
-      stats_.messages_invalid += 1;
-      return;
-    }
+    if (!from_primary(header)) return;
     if (header.prepare.operation == Operation::reserved ||
         header.prepare.operation == Operation::root || header.prepare.op == 0) {
       stats_.messages_invalid += 1;
@@ -916,10 +922,7 @@ class Replica {
 
   void on_commit(base::Message* message) {
     const Header& header = message->header();
-    if (header.replica != primary_index(header.view) || header.replica == options_.replica) {
-      stats_.messages_invalid += 1;
-      return;
-    }
+    if (!from_primary(header)) return;
     if (header.view > view_) view_adopt(header.view);
     if (header.view != view_ || primary()) return;
     const u64 commit = header.commit.commit;

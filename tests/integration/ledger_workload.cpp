@@ -4,8 +4,9 @@
 //   ledger_workload --addresses=A [--batches=N] [--batch-size=N] [--verify-only]
 //
 // Creates accounts 1 and 2 (exists is fine: the run may be repeated), then N batches (of 1000
-// transfers by default) from 1 to 2 with ids 1.., amounts 1..7, each reply checked (created, or exists when
-// the batch was already committed before a restart made the client retransmit it), then reads
+// transfers by default) from 1 to 2 with ids 1.., amounts 1..7, each reply checked (created,
+// or exists when the batch was already committed before a restart made the client retransmit
+// it), then reads
 // every transfer and both accounts back and checks that nothing acknowledged is missing or
 // changed: every transfer with its amount, and both balances equal to the sum of the amounts.
 // --verify-only skips the writes (a check after yet another restart). Exit 0 and "ok" on
