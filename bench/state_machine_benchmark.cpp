@@ -10,6 +10,12 @@
 //                             the real one, at the same fill
 //   baseline/with_store       the same, plus appending the 128-byte record to a store
 //   lookup_transfers, lookup_accounts, get_account_transfers, query_transfers
+//   get_change_events         2730 events (a full reply) from a random point of the store
+//   change_event_append       the change event part of create_transfers alone: 8189 rows
+//                             appended per iteration to a table of 8,388,608 (committed)
+//
+// create_transfers includes recording each transfer's change event (both accounts' balances
+// after it, 65 bytes); get_change_events rebuilds the 384-byte events from those rows.
 //
 // Inputs are generated while the clock is paused. Every benchmark reports allocations per
 // iteration (allocation guard counter): it must be 0. Results are in perf/state-machine.md.
@@ -25,6 +31,7 @@
 #include "src/base/large_array.hpp"
 #include "src/base/prefetch.hpp"
 #include "src/base/prng.hpp"
+#include "src/state_machine/change_events.hpp"
 #include "src/state_machine/hash.hpp"
 #include "src/state_machine/state_machine.hpp"
 
@@ -353,6 +360,65 @@ void get_account_transfers(benchmark::State& state) {
   report(state, items, allocations);
 }
 
+// What recording a transfer's change event costs: the 64-byte row (streamed) and the flag byte,
+// from two accounts whose balances change, as create_transfers does after each transfer.
+void change_event_append(benchmark::State& state) {
+  constexpr u32 rows_max = 1u << 23;
+  static state_machine::ChangeEventTable table;
+  static bool ready = false;
+  if (!ready) {
+    table.init(rows_max, 1);
+    table.prefault();
+    ready = true;
+  }
+  Account debit{};
+  debit.id = 1;
+  Account credit{};
+  credit.id = 2;
+  u64 allocations = 0;
+  for (auto _ : state) {
+    if (table.rows_free() < batch_size) {
+      state.PauseTiming();
+      table.reset();
+      table.prefault();
+      state.ResumeTiming();
+    }
+    const u64 before = base::allocation_guard::allocations_total();
+    for (u32 index = 0; index < batch_size; index += 1) {
+      debit.debits_posted += 1 + index % 100;
+      credit.credits_posted += 1 + index % 100;
+      table.transfer_append(debit, credit);
+    }
+    table.publish();
+    allocations += base::allocation_guard::allocations_total() - before;
+  }
+  benchmark::DoNotOptimize(table.row_count());
+  report(state, static_cast<u64>(state.iterations()) * batch_size, allocations);
+}
+
+// A full reply of change events (2730) starting at a random transfer's timestamp.
+void get_change_events(benchmark::State& state) {
+  Ledger& ledger = ledger_of(Distribution::uniform);
+  const state_machine::Ledger& stored = ledger.state_machine->ledger();
+  base::Prng prng(6);
+  constexpr u32 events_max = 2730;
+  std::vector<ChangeEvent> results(events_max);
+  u64 allocations = 0;
+  u64 items = 0;
+  for (auto _ : state) {
+    ChangeEventsFilter filter{};
+    filter.timestamp_min = stored.transfer(prng.index<u32>(stored.transfer_count() - events_max))
+                               .timestamp;
+    filter.limit = events_max;
+    const u64 before = base::allocation_guard::allocations_total();
+    const u32 count = ledger.state_machine->get_change_events(filter, results);
+    allocations += base::allocation_guard::allocations_total() - before;
+    TALLY_ASSERT(count == events_max);
+    items += count;
+  }
+  report(state, items, allocations);
+}
+
 // The oldest 8189 transfers with one code (a quarter of the store matches).
 void query_transfers(benchmark::State& state) {
   Ledger& ledger = ledger_of(Distribution::uniform);
@@ -396,5 +462,7 @@ BENCHMARK(lookup_transfers)->Unit(benchmark::kMillisecond);
 BENCHMARK(lookup_accounts)->Unit(benchmark::kMillisecond);
 BENCHMARK(get_account_transfers)->Unit(benchmark::kMicrosecond);
 BENCHMARK(query_transfers)->Unit(benchmark::kMicrosecond);
+BENCHMARK(get_change_events)->Unit(benchmark::kMicrosecond);
+BENCHMARK(change_event_append)->Iterations(1000)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

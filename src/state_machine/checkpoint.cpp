@@ -22,8 +22,14 @@ class CheckpointAccess {
       case CheckpointTable::pending_rows: data = ledger.pending_rows_.data(); break;
       case CheckpointTable::pending_statuses: data = ledger.pending_statuses_.data(); break;
       case CheckpointTable::expiry_heap: data = ledger.expiry_heap_.data(); break;
-      case CheckpointTable::history_rows: data = ledger.history_rows_.data(); break;
-      case CheckpointTable::history_balances: data = ledger.history_balances_.data(); break;
+      case CheckpointTable::event_flags: data = ledger.change_events_.flags_.data(); break;
+      case CheckpointTable::event_balances:
+        data = ledger.change_events_.balances_low_.data();
+        break;
+      case CheckpointTable::event_balances_high:
+        data = ledger.change_events_.balances_high_.data();
+        break;
+      case CheckpointTable::expiry_events: data = ledger.change_events_.expiries_.data(); break;
       case CheckpointTable::failed_ids: data = ledger.failed_ids_.data(); break;
     }
     TALLY_ASSERT(data != nullptr);
@@ -31,18 +37,7 @@ class CheckpointAccess {
   }
 
   static u32 capacity(const Ledger& ledger, CheckpointTable table) {
-    const Config& config = ledger.config_;
-    switch (table) {
-      case CheckpointTable::accounts: return config.accounts_max;
-      case CheckpointTable::transfers: return config.transfers_max;
-      case CheckpointTable::pending_rows:
-      case CheckpointTable::pending_statuses:
-      case CheckpointTable::expiry_heap: return config.pending_transfers_max;
-      case CheckpointTable::history_rows:
-      case CheckpointTable::history_balances: return config.history_rows_max;
-      case CheckpointTable::failed_ids: return config.failed_transfer_ids_max;
-    }
-    return 0;
+    return checkpoint_table_capacity(ledger.config_, table);
   }
 
   static u32& count(Ledger& ledger, CheckpointTable table) {
@@ -52,8 +47,10 @@ class CheckpointAccess {
       case CheckpointTable::pending_rows:
       case CheckpointTable::pending_statuses: return ledger.pending_count_;
       case CheckpointTable::expiry_heap: return ledger.expiry_count_;
-      case CheckpointTable::history_rows:
-      case CheckpointTable::history_balances: return ledger.history_count_;
+      case CheckpointTable::event_flags:
+      case CheckpointTable::event_balances: return ledger.change_events_.row_count_;
+      case CheckpointTable::event_balances_high: return ledger.change_events_.high_count_;
+      case CheckpointTable::expiry_events: return ledger.change_events_.expiry_count_;
       case CheckpointTable::failed_ids: return ledger.failed_count_;
     }
     TALLY_UNREACHABLE();
@@ -97,6 +94,52 @@ u32 per_block(CheckpointTable table) {
   return checkpoint_elements_per_block(checkpoint_element_size(table));
 }
 
+u64 blocks_for(u64 elements, CheckpointTable table) {
+  return (elements + per_block(table) - 1) / per_block(table);
+}
+
+}  // namespace
+
+u32 checkpoint_table_capacity(const Config& config, CheckpointTable table) {
+  switch (table) {
+    case CheckpointTable::accounts: return config.accounts_max;
+    case CheckpointTable::transfers: return config.transfers_max;
+    case CheckpointTable::pending_rows:
+    case CheckpointTable::pending_statuses:
+    case CheckpointTable::expiry_heap: return config.pending_transfers_max;
+    case CheckpointTable::event_flags:
+    case CheckpointTable::event_balances:
+    case CheckpointTable::event_balances_high: return config.change_events_max();
+    case CheckpointTable::expiry_events: return config.pending_transfers_max;
+    case CheckpointTable::failed_ids: return config.failed_transfer_ids_max;
+  }
+  return 0;
+}
+
+u64 checkpoint_block_count_max(const Config& config) {
+  u64 total = 0;
+  for (u32 index = 0; index < checkpoint_table_count; index += 1) {
+    const auto table = static_cast<CheckpointTable>(index);
+    total += blocks_for(checkpoint_table_capacity(config, table), table);
+  }
+  return total;
+}
+
+u64 checkpoint_block_count_rewritable(const Config& config) {
+  u64 total = 0;
+  for (u32 index = 0; index < checkpoint_table_count; index += 1) {
+    const auto table = static_cast<CheckpointTable>(index);
+    const bool in_place = table == CheckpointTable::accounts ||
+                          table == CheckpointTable::pending_statuses ||
+                          table == CheckpointTable::expiry_heap;
+    // Append-only tables rewrite only their last, partly filled block.
+    total += in_place ? blocks_for(checkpoint_table_capacity(config, table), table) : 1;
+  }
+  return total;
+}
+
+namespace {
+
 u128 block_checksum(const std::byte* block, u32 payload_size) {
   return checksum(block + 16, checkpoint_block_header_size - 16 + payload_size);
 }
@@ -129,7 +172,6 @@ CheckpointState Checkpointer::state(const StateMachine& state_machine) {
   state.config_accounts_max = config.accounts_max;
   state.config_transfers_max = config.transfers_max;
   state.config_pending_transfers_max = config.pending_transfers_max;
-  state.config_history_rows_max = config.history_rows_max;
   state.config_failed_transfer_ids_max = config.failed_transfer_ids_max;
   return state;
 }
@@ -197,7 +239,6 @@ bool CheckpointRestorer::begin(StateMachine& state_machine, const CheckpointStat
   if (state.config_accounts_max != config.accounts_max ||
       state.config_transfers_max != config.transfers_max ||
       state.config_pending_transfers_max != config.pending_transfers_max ||
-      state.config_history_rows_max != config.history_rows_max ||
       state.config_failed_transfer_ids_max != config.failed_transfer_ids_max) {
     return false;
   }
@@ -207,12 +248,17 @@ bool CheckpointRestorer::begin(StateMachine& state_machine, const CheckpointStat
       return false;
     }
   }
-  if (state.counts[static_cast<u32>(CheckpointTable::pending_rows)] !=
-          state.counts[static_cast<u32>(CheckpointTable::pending_statuses)] ||
-      state.counts[static_cast<u32>(CheckpointTable::history_rows)] !=
-          state.counts[static_cast<u32>(CheckpointTable::history_balances)] ||
-      state.expiry_registered_count >
-          state.counts[static_cast<u32>(CheckpointTable::pending_rows)]) {
+  const auto count = [&state](CheckpointTable table) {
+    return u64{state.counts[static_cast<u32>(table)]};
+  };
+  using T = CheckpointTable;
+  // Tables that share a count, and the counts that bound others.
+  if (count(T::pending_rows) != count(T::pending_statuses) ||
+      state.expiry_registered_count > count(T::pending_rows) ||
+      count(T::event_flags) != count(T::event_balances) ||
+      count(T::event_flags) != count(T::transfers) + count(T::expiry_events) ||
+      count(T::event_balances_high) > count(T::event_flags) ||
+      count(T::expiry_events) > count(T::pending_rows)) {
     return false;
   }
   state_machine.reset();

@@ -1,19 +1,24 @@
 // Checkpoints of the state machine: its state as a sequence of checksummed blocks, written
 // incrementally, and restored to the identical state.
 //
-// The state is eight tables of fixed-size elements plus a few scalars (CheckpointState). Indexes
+// The state is ten tables of fixed-size elements plus a few scalars (CheckpointState). Indexes
 // are not written: they are a pure function of the tables and are rebuilt on restore, in the
 // original insertion order, so they come back bit for bit.
 //
-//   table             element   changes                    blocks written at a checkpoint
-//   accounts          128 B     appended, updated in place  appended or marked dirty
-//   transfers         128 B     appended only               from the previous end on
-//   pending_rows        4 B     appended only               from the previous end on
-//   pending_statuses    1 B     appended, updated in place  appended or marked dirty
-//   expiry_heap        16 B     rearranged                  all, if it changed at all
-//   history_rows        4 B     appended only               from the previous end on
-//   history_balances  128 B     appended only               from the previous end on
-//   failed_ids         16 B     appended only               from the previous end on
+//   table                 element   changes                    blocks written at a checkpoint
+//   accounts              128 B     appended, updated in place  appended or marked dirty
+//   transfers             128 B     appended only               from the previous end on
+//   pending_rows            4 B     appended only               from the previous end on
+//   pending_statuses        1 B     appended, updated in place  appended or marked dirty
+//   expiry_heap            16 B     rearranged                  all, if it changed at all
+//   event_flags             1 B     appended only               from the previous end on
+//   event_balances         64 B     appended only               from the previous end on
+//   event_balances_high    72 B     appended only               from the previous end on
+//   expiry_events          16 B     appended only               from the previous end on
+//   failed_ids             16 B     appended only               from the previous end on
+//
+// The four event tables are the change events (change_events.hpp); event_flags and
+// event_balances have one element per event, as many as transfers and expiry_events together.
 //
 // Block i of a table holds elements [i * per_block, (i + 1) * per_block), where per_block =
 // (64 KiB - 64) / element size; a table of n elements has ceil(n / per_block) blocks, the last
@@ -41,11 +46,13 @@ enum class CheckpointTable : u32 {
   pending_rows = 2,
   pending_statuses = 3,
   expiry_heap = 4,
-  history_rows = 5,
-  history_balances = 6,
-  failed_ids = 7,
+  event_flags = 5,
+  event_balances = 6,
+  event_balances_high = 7,
+  expiry_events = 8,
+  failed_ids = 9,
 };
-inline constexpr u32 checkpoint_table_count = 8;
+inline constexpr u32 checkpoint_table_count = 10;
 
 constexpr u32 checkpoint_element_size(CheckpointTable table) {
   switch (table) {
@@ -54,8 +61,10 @@ constexpr u32 checkpoint_element_size(CheckpointTable table) {
     case CheckpointTable::pending_rows: return sizeof(u32);
     case CheckpointTable::pending_statuses: return sizeof(u8);
     case CheckpointTable::expiry_heap: return sizeof(ExpiryEntry);
-    case CheckpointTable::history_rows: return sizeof(u32);
-    case CheckpointTable::history_balances: return sizeof(HistoryRow);
+    case CheckpointTable::event_flags: return sizeof(u8);
+    case CheckpointTable::event_balances: return sizeof(EventBalancesLow);
+    case CheckpointTable::event_balances_high: return sizeof(EventBalancesHigh);
+    case CheckpointTable::expiry_events: return sizeof(ExpiryEvent);
     case CheckpointTable::failed_ids: return sizeof(u128);
   }
   return 0;
@@ -81,13 +90,20 @@ struct CheckpointState {
   u32 config_accounts_max;
   u32 config_transfers_max;
   u32 config_pending_transfers_max;
-  u32 config_history_rows_max;
   u32 config_failed_transfer_ids_max;
-  u8 reserved[8];
+  u8 reserved[4];
 };
 static_assert(sizeof(CheckpointState) == 72);
 
 u32 checkpoint_block_count(const CheckpointState& state, CheckpointTable table);
+
+// The most elements a table can hold with `config`, and the most blocks a whole checkpoint can
+// take when every table is full: what the data file's grid must be able to hold.
+u32 checkpoint_table_capacity(const Config& config, CheckpointTable table);
+u64 checkpoint_block_count_max(const Config& config);
+// Of those, the blocks of tables that change in place (not only appended to): a checkpoint may
+// rewrite all of them while the previous checkpoint still holds the old copies.
+u64 checkpoint_block_count_rewritable(const Config& config);
 
 class Checkpointer {
  public:

@@ -1,7 +1,7 @@
 // Checkpoint round trips: a state machine restored from its checkpoint blocks is identical to the
-// original (same digest over every table and index, same answers), for random states built by
-// random workloads; checkpoints after the first write only what changed; a corrupt or misplaced
-// block is refused.
+// original (same digest over every table and index, same answers, change events included), for
+// random states built by random workloads; checkpoints after the first write only what changed;
+// a corrupt or misplaced block is refused, and so is a state whose counts disagree.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -53,6 +53,8 @@ struct Workload {
       event.debit_account_id = account_id();
       event.credit_account_id = account_id();
       event.amount = prng.range_inclusive<u64>(0, 1000);
+      // Now and then past 2^64: change events keep such balances in a table of their own.
+      if (prng.chance_ppm(30'000)) event.amount += u128{prng.range_inclusive<u64>(1, 3)} << 64;
       event.ledger = 1;
       event.code = static_cast<u16>(prng.range_inclusive<u32>(1, 3));
       event.user_data_32 = static_cast<u32>(prng.index<u64>(3));
@@ -103,6 +105,21 @@ u32 checkpoint_write(const StateMachine& state_machine, Checkpointer& checkpoint
   return written;
 }
 
+// Every change event, as get_change_events pages through them: the bytes a client would see.
+std::vector<std::byte> change_events_of(const StateMachine& state_machine) {
+  std::vector<std::byte> bytes;
+  std::vector<ChangeEvent> page(2730);
+  ChangeEventsFilter filter{};
+  filter.limit = 2730;
+  for (;;) {
+    const u32 count = state_machine.get_change_events(filter, page);
+    const auto* first = reinterpret_cast<const std::byte*>(page.data());
+    bytes.insert(bytes.end(), first, first + count * sizeof(ChangeEvent));
+    if (count < page.size()) return bytes;
+    filter.timestamp_min = page.back().timestamp + 1;
+  }
+}
+
 void checkpoint_restore(StateMachine& target, const CheckpointState& state, const Grid& grid) {
   REQUIRE(CheckpointRestorer::begin(target, state));
   for (u32 table = 0; table < checkpoint_table_count; table += 1) {
@@ -123,6 +140,7 @@ TEST_CASE("checkpoint: restore equals the original after every checkpoint") {
   auto restored = std::make_unique<StateMachine>();
   original->init(config);
   restored->init(config);
+  u64 event_tables_seen[checkpoint_table_count] = {};
 
   for (u64 seed = 1; seed <= 8; seed += 1) {
     CAPTURE(seed);
@@ -149,6 +167,12 @@ TEST_CASE("checkpoint: restore equals the original after every checkpoint") {
       checkpoint_restore(*restored, state, grid);
       REQUIRE(restored->ledger().digest() == original->ledger().digest());
       CHECK(restored->commit_timestamp() == original->commit_timestamp());
+      CHECK(change_events_of(*restored) == change_events_of(*original));
+      for (const CheckpointTable table :
+           {CheckpointTable::event_flags, CheckpointTable::event_balances_high,
+            CheckpointTable::expiry_events}) {
+        event_tables_seen[static_cast<u32>(table)] += state.counts[static_cast<u32>(table)];
+      }
 
       // The restored machine keeps going exactly like the original.
       Workload twin = workload;
@@ -161,6 +185,10 @@ TEST_CASE("checkpoint: restore equals the original after every checkpoint") {
     }
     CHECK(blocks_total > 0);
   }
+  // The change events' tables were part of it, every one of them.
+  CHECK(event_tables_seen[static_cast<u32>(CheckpointTable::event_flags)] > 0);
+  CHECK(event_tables_seen[static_cast<u32>(CheckpointTable::event_balances_high)] > 0);
+  CHECK(event_tables_seen[static_cast<u32>(CheckpointTable::expiry_events)] > 0);
 }
 
 TEST_CASE("checkpoint: an unchanged state writes nothing the second time") {
@@ -216,6 +244,28 @@ TEST_CASE("checkpoint: corrupt and misplaced blocks are refused") {
   CheckpointState other_config = state;
   other_config.config_transfers_max += 1;
   CHECK_FALSE(CheckpointRestorer::begin(*target, other_config));
+
+  // Counts that contradict each other: an event row per transfer and per expiry, the same
+  // count for the tables that share one.
+  const auto count_of = [](CheckpointState& s, CheckpointTable table) -> u32& {
+    return s.counts[static_cast<u32>(table)];
+  };
+  CheckpointState fewer_rows = state;
+  count_of(fewer_rows, CheckpointTable::event_flags) -= 1;
+  count_of(fewer_rows, CheckpointTable::event_balances) -= 1;
+  CHECK_FALSE(CheckpointRestorer::begin(*target, fewer_rows));
+  CheckpointState split = state;
+  count_of(split, CheckpointTable::event_balances) -= 1;
+  CHECK_FALSE(CheckpointRestorer::begin(*target, split));
+  // More expiries than pending transfers, every other count consistent with them.
+  CheckpointState more_expiries = state;
+  const u32 extra = count_of(more_expiries, CheckpointTable::pending_rows) + 1 -
+                    count_of(more_expiries, CheckpointTable::expiry_events);
+  count_of(more_expiries, CheckpointTable::expiry_events) += extra;
+  count_of(more_expiries, CheckpointTable::event_flags) += extra;
+  count_of(more_expiries, CheckpointTable::event_balances) += extra;
+  CHECK_FALSE(CheckpointRestorer::begin(*target, more_expiries));
+  CHECK(CheckpointRestorer::begin(*target, state));
 }
 
 }  // namespace

@@ -208,6 +208,7 @@ void StateMachine::create_transfers_unindexed(std::span<const Transfer> events,
                                result_timestamp);
       },
       [&] { ledger_.expiry_register_new(); });
+  ledger_.change_events().publish();
 }
 
 namespace {
@@ -359,9 +360,8 @@ CreateTransferStatus StateMachine::create_transfer(const Transfer& event, u64 ti
         debit_modified.debits_posted += amount;
         credit_modified.credits_posted += amount;
       }
-      const u32 row = ledger_.transfer_insert(event, amount, effective_timestamp, *debit_row,
-                                              *credit_row);
-      history_record(row, *debit_row, *credit_row);
+      // After the balances: the transfer's change event records the accounts as they are now.
+      ledger_.transfer_insert(event, amount, effective_timestamp, *debit_row, *credit_row);
       *result_timestamp = effective_timestamp;
       return S::created;
     }();
@@ -536,20 +536,9 @@ CreateTransferStatus StateMachine::post_or_void(const Transfer& event, u64 times
     }
   }
   ledger_.pending_status_set(pending, post ? PendingStatus::posted : PendingStatus::voided);
-  const u32 row = ledger_.transfer_insert(transfer, *debit_row, *credit_row);
-  history_record(row, *debit_row, *credit_row);
+  ledger_.transfer_insert(transfer, *debit_row, *credit_row);  // After the balances, as above.
   *result_timestamp = effective_timestamp;
   return S::created;
-}
-
-void StateMachine::history_record(u32 transfer_row, u32 debit_row, u32 credit_row) {
-  const Account& debit = ledger_.account(debit_row);
-  const Account& credit = ledger_.account(credit_row);
-  if (!flag(debit.flags, account_flags::history) && !flag(credit.flags, account_flags::history)) {
-    return;
-  }
-  ledger_.history_insert(transfer_row, HistoryRow{.debit_account = balances_of(debit),
-                                                  .credit_account = balances_of(credit)});
 }
 
 }  // namespace tally::state_machine

@@ -107,7 +107,7 @@ struct Snapshot {
   std::vector<Account> accounts;
   std::vector<Transfer> transfers;
   u32 pending_count = 0;
-  u32 history_count = 0;
+  u32 change_event_count = 0;
   u32 failed_count = 0;
 };
 
@@ -155,7 +155,7 @@ class Harness {
       result.transfers.push_back(ledger.transfer(row));
     }
     result.pending_count = ledger.pending_count();
-    result.history_count = ledger.history_count();
+    result.change_event_count = ledger.change_events().row_count();
     result.failed_count = ledger.failed_count();
     return result;
   }
@@ -167,7 +167,7 @@ class Harness {
     CHECK(bytes_equal(after.accounts, before.accounts));
     CHECK(bytes_equal(after.transfers, before.transfers));
     CHECK(after.pending_count == before.pending_count);
-    CHECK(after.history_count == before.history_count);
+    CHECK(after.change_event_count == before.change_event_count);
     CHECK(after.failed_count == before.failed_count);
   }
 

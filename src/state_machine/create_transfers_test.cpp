@@ -109,7 +109,7 @@ struct Snapshot {
   std::vector<Account> accounts;
   std::vector<Transfer> transfers;
   std::vector<tally::state_machine::PendingStatus> pending_statuses;
-  u32 history_count = 0;
+  u32 change_event_count = 0;
   u32 failed_count = 0;
 };
 
@@ -198,7 +198,7 @@ class Harness {
     for (u32 pending = 0; pending < ledger.pending_count(); pending += 1) {
       result.pending_statuses.push_back(ledger.pending_status(pending));
     }
-    result.history_count = ledger.history_count();
+    result.change_event_count = ledger.change_events().row_count();
     result.failed_count = ledger.failed_count();
     return result;
   }
@@ -211,7 +211,7 @@ class Harness {
     CHECK(bytes_equal(after.accounts, before.accounts));
     CHECK(bytes_equal(after.transfers, before.transfers));
     CHECK(bytes_equal(after.pending_statuses, before.pending_statuses));
-    CHECK(after.history_count == before.history_count);
+    CHECK(after.change_event_count == before.change_event_count);
     CHECK(after.failed_count == before.failed_count + burned);
   }
 

@@ -759,10 +759,12 @@ TEST_CASE("pulse through execute: expires due pending transfers") {
   const u64 created = node.timestamp;
   CHECK_FALSE(node.state_machine.pulse_needed(created + second - 1));
   CHECK(node.state_machine.pulse_needed(created + second));
-  node.timestamp = created + second - 1;  // The next prepare is at created + 1 s.
+  // The next prepare is at created + 1 s: its expiry takes the last of its reserved timestamps.
+  node.timestamp = created + second - 1 - StateMachine::pulse_expiries_max;
   const Body reply = node.execute(Operation::state_machine_pulse, Body());
   CHECK(reply.size == 0);
   CHECK(node.timestamp == created + second);
+  CHECK(node.state_machine.ledger().change_events().expiry(0).timestamp == created + second);
   const std::vector<std::vector<Account>> accounts = reply_batches<Account>(
       node.execute(Operation::lookup_accounts, multi_batch<u128>({{1}})));
   CHECK(accounts[0][0].debits_pending == 0);
@@ -771,10 +773,11 @@ TEST_CASE("pulse through execute: expires due pending transfers") {
 
 TEST_CASE("capacity_admits: refuses what could exceed a capacity, accepts what fits") {
   // Goal: each capacity that create operations consume, made the smallest in turn: accounts,
-  // transfers, pending transfers, history rows, burned ids. A request is admitted only if it
-  // fits even if every event succeeds (or, for burned ids, fails transiently), counting the
-  // `reserved` events of requests admitted but not yet executed, over all its batches.
-  // Requests that create nothing always fit. Filling a table exactly must execute cleanly.
+  // transfers, pending transfers, burned ids. A request is admitted only if it fits even if
+  // every event succeeds (or, for burned ids, fails transiently), counting the `reserved` events
+  // of requests admitted but not yet executed, over all its batches. Requests that create
+  // nothing always fit. Filling a table exactly must execute cleanly. Change events never bind:
+  // with every transfer pending and expired, the event table is exactly full.
   const auto accounts_body = [](u32 first, u32 count) {
     std::vector<Account> accounts;
     for (u32 index = 0; index < count; index += 1) accounts.push_back(account_of(first + index));
@@ -789,11 +792,9 @@ TEST_CASE("capacity_admits: refuses what could exceed a capacity, accepts what f
     }
     return multi_batch<Transfer>(batches);
   };
-  const auto config_with = [](u32 accounts, u32 transfers, u32 pending, u32 history,
-                              u32 failed) {
+  const auto config_with = [](u32 accounts, u32 transfers, u32 pending, u32 failed) {
     return Config{.accounts_max = accounts, .transfers_max = transfers,
-                  .pending_transfers_max = pending, .history_rows_max = history,
-                  .failed_transfer_ids_max = failed};
+                  .pending_transfers_max = pending, .failed_transfer_ids_max = failed};
   };
   const StateMachine::Reservation none = {.accounts = 0, .transfers = 0};
   const Body lookup = multi_batch<u128>({{1, 2, 3}});
@@ -803,7 +804,7 @@ TEST_CASE("capacity_admits: refuses what could exceed a capacity, accepts what f
       multi_batch<Account>({{account_of(1, account_flags::history), account_of(2)}});
 
   SUBCASE("accounts") {
-    Node node(config_with(4, 64, 64, 64, 64));
+    Node node(config_with(4, 64, 64, 64));
     const StateMachine& sm = node.state_machine;
     CHECK(sm.capacity_admits(Operation::create_accounts, accounts_body(100, 4).bytes(), none));
     CHECK_FALSE(sm.capacity_admits(Operation::create_accounts, accounts_body(100, 5).bytes(),
@@ -828,7 +829,7 @@ TEST_CASE("capacity_admits: refuses what could exceed a capacity, accepts what f
     CHECK(sm.capacity_admits(Operation::lookup_accounts, lookup.bytes(), none));
   }
   SUBCASE("transfers") {
-    Node node(config_with(8, 6, 6, 6, 64));
+    Node node(config_with(8, 6, 6, 64));
     const StateMachine& sm = node.state_machine;
     node.execute(Operation::create_accounts, two_accounts);
     CHECK(sm.capacity_admits(Operation::create_transfers, transfers_body(10, 3, 3).bytes(),
@@ -854,7 +855,7 @@ TEST_CASE("capacity_admits: refuses what could exceed a capacity, accepts what f
     CHECK(sm.capacity_admits(Operation::create_accounts, accounts_body(100, 6).bytes(), none));
   }
   SUBCASE("pending transfers") {
-    Node node(config_with(8, 64, 3, 64, 64));
+    Node node(config_with(8, 64, 3, 64));
     const StateMachine& sm = node.state_machine;
     node.execute(Operation::create_accounts, two_accounts);
     CHECK(sm.capacity_admits(Operation::create_transfers, transfers_body(10, 3, 0).bytes(),
@@ -868,21 +869,36 @@ TEST_CASE("capacity_admits: refuses what could exceed a capacity, accepts what f
                                    multi_batch<Transfer>({{transfer_of(40, 1, 2, 1)}}).bytes(),
                                    none));
   }
-  SUBCASE("history rows") {
-    Node node(config_with(8, 64, 64, 2, 64));
+  SUBCASE("change events") {
+    Node node(config_with(8, 6, 6, 64));
     const StateMachine& sm = node.state_machine;
     node.execute(Operation::create_accounts, two_accounts);
-    CHECK(sm.capacity_admits(Operation::create_transfers, transfers_body(10, 1, 1).bytes(),
-                             none));
+    std::vector<Transfer> expiring;
+    for (u32 index = 0; index < 6; index += 1) {
+      Transfer pending = transfer_of(10 + index, 1, 2, 1, tf::pending);
+      pending.timeout = 1;
+      expiring.push_back(pending);
+    }
+    CHECK(sm.capacity_admits(Operation::create_transfers,
+                             multi_batch<Transfer>({expiring}).bytes(), none));
+    node.execute(Operation::create_transfers, multi_batch<Transfer>({expiring}));
+    node.timestamp += 2 * second;
+    node.execute(Operation::state_machine_pulse, Body());
+    CHECK(sm.ledger().transfer_count() == 6);
+    CHECK(sm.ledger().change_events().expiry_count() == 6);
+    CHECK(sm.ledger().change_events().row_count() == 12);
+    CHECK(sm.ledger().change_events_free() == 0);
     CHECK_FALSE(sm.capacity_admits(Operation::create_transfers,
-                                   transfers_body(10, 3, 0).bytes(), none));
-    node.execute(Operation::create_transfers, transfers_body(10, 2, 0));
-    CHECK(sm.ledger().history_count() == 2);
-    CHECK_FALSE(sm.capacity_admits(Operation::create_transfers, transfers_body(20, 1, 0).bytes(),
-                                   none));
+                                   transfers_body(30, 1, 0).bytes(), none));
+    // Full, and every event is still readable.
+    tally::ChangeEventsFilter filter{};
+    filter.limit = 100;
+    const Body reply =
+        node.execute(Operation::get_change_events, raw<tally::ChangeEventsFilter>({filter}));
+    CHECK(reply.size == 12 * sizeof(tally::ChangeEvent));
   }
   SUBCASE("burned ids") {
-    Node node(config_with(8, 64, 64, 64, 2));
+    Node node(config_with(8, 64, 64, 2));
     const StateMachine& sm = node.state_machine;
     node.execute(Operation::create_accounts, two_accounts);
     const Body failing =
@@ -971,7 +987,7 @@ TEST_CASE("determinism: the same requests give the same reply bytes, with or wit
     CHECK(std::memcmp(left.transfers_table().data(), right.transfers_table().data(),
                       left.transfer_count() * sizeof(Transfer)) == 0);
     CHECK(left.pending_count() == right.pending_count());
-    CHECK(left.history_count() == right.history_count());
+    CHECK(left.change_events().row_count() == right.change_events().row_count());
     CHECK(left.failed_count() == right.failed_count());
     CHECK(left.expiry_count() == right.expiry_count());
   }
@@ -980,11 +996,11 @@ TEST_CASE("determinism: the same requests give the same reply bytes, with or wit
   CAPTURE(ledger.transfer_count());
   CAPTURE(ledger.pending_count());
   CAPTURE(ledger.failed_count());
-  CAPTURE(ledger.history_count());
+  CAPTURE(ledger.change_events().row_count());
   CHECK(ledger.transfer_count() > 300);
   CHECK(ledger.pending_count() > 50);
   CHECK(ledger.failed_count() > 50);
-  CHECK(ledger.history_count() > 50);
+  CHECK(ledger.change_events().expiry_count() > 10);
 }
 
 }  // TEST_SUITE

@@ -46,8 +46,7 @@ void Ledger::init(const Config& config) {
   pending_statuses_.init(config.pending_transfers_max);
   expiry_heap_.init(config.pending_transfers_max);
 
-  history_rows_.init(config.history_rows_max);
-  history_balances_.init(config.history_rows_max);
+  change_events_.init(config.change_events_max(), config.pending_transfers_max);
 
   failed_ids_.init(config.failed_transfer_ids_max);
   failed_ids_index_.init(config.failed_transfer_ids_max);
@@ -61,6 +60,7 @@ void Ledger::init(const Config& config) {
     account_ids_.prefault();
     transfers_.prefault();
     transfer_ids_.prefault();
+    change_events_.prefault();
   }
 
   undo_.init(u64{operation_event_max(Operation::deprecated_create_transfers_unbatched)} *
@@ -91,9 +91,7 @@ void Ledger::reset() {
   expiry_heap_.reset();
   expiry_count_ = 0;
   expiry_registered_count_ = 0;
-  history_rows_.reset();
-  history_balances_.reset();
-  history_count_ = 0;
+  change_events_.reset();
   failed_ids_.reset();
   failed_ids_index_.reset();
   failed_count_ = 0;
@@ -107,6 +105,7 @@ void Ledger::reset() {
     account_ids_.prefault();
     transfers_.prefault();
     transfer_ids_.prefault();
+    change_events_.prefault();
   }
 }
 
@@ -200,6 +199,8 @@ u32 Ledger::transfer_insert(const Transfer& source, u128 amount, u64 timestamp, 
   TALLY_ASSERT(timestamp > transfer_timestamp_max(), "transfers are in timestamp order");
   TALLY_ASSERT(debit_row < account_count_ && credit_row < account_count_);
   TALLY_ASSERT(debit_row != credit_row);
+  // Every stored transfer has its change event, so the transfer capacity bounds the events.
+  TALLY_ASSERT(change_events_.rows_free() > 0);
   const u32 row = transfer_count_;
   // Straight into the store: a 128-byte local copy first costs measurably on the hot path.
   Transfer& stored = transfers_[row];
@@ -217,6 +218,10 @@ u32 Ledger::transfer_insert(const Transfer& source, u128 amount, u64 timestamp, 
     pending_statuses_dirty_.mark(pending_count_, 1);
     pending_count_ += 1;
   }
+  const u32 event_row =
+      change_events_.transfer_append(accounts_.data()[debit_row], accounts_.data()[credit_row]);
+  TALLY_ASSERT(event_row == row + change_events_.expiry_count(),
+               "every earlier transfer and expiry has its row");
   if (chain_open_) undo_push(UndoEntry{.kind = UndoKind::transfer_insert, .row = row});
   return row;
 }
@@ -289,11 +294,8 @@ void Ledger::transfer_remove_latest(u32 row) {
   TALLY_ASSERT(row + 1 == transfer_count_);
   TALLY_ASSERT(row >= indexed_count_, "rows of an open chain are not indexed yet");
   const Transfer& transfer = transfers_.data()[row];
-  if (history_count_ > 0 && history_rows_.data()[history_count_ - 1] == row) {
-    history_count_ -= 1;
-    history_rows_[history_count_] = 0;
-    history_balances_[history_count_] = HistoryRow{};
-  }
+  TALLY_ASSERT(change_events_.row_of_transfer(row) + 1 == change_events_.row_count());
+  change_events_.transfer_remove_latest();
   if (transfer.flags & transfer_flags::pending) {
     TALLY_ASSERT(pending_count_ > expiry_registered_count_);
     TALLY_ASSERT(pending_rows_.data()[pending_count_ - 1] == row);
@@ -394,22 +396,22 @@ void Ledger::expiry_sift_down(u32 position) {
   }
 }
 
-// ----- History.
+// ----- Change events.
 
-std::optional<u32> Ledger::history_of(u32 transfer_row) const {
-  const u32* rows = history_rows_.data();
-  const u32* found = std::lower_bound(rows, rows + history_count_, transfer_row);
-  if (found == rows + history_count_ || *found != transfer_row) return std::nullopt;
-  return static_cast<u32>(found - rows);
-}
-
-void Ledger::history_insert(u32 transfer_row, const HistoryRow& row) {
-  TALLY_ASSERT(history_count_ < config_.history_rows_max);
-  TALLY_ASSERT(transfer_row + 1 == transfer_count_, "history follows the latest transfer");
-  TALLY_ASSERT(history_count_ == 0 || history_rows_.data()[history_count_ - 1] < transfer_row);
-  history_rows_[history_count_] = transfer_row;
-  history_balances_[history_count_] = row;
-  history_count_ += 1;
+void Ledger::expiry_event_insert(u32 transfer_row, u64 timestamp, u32 debit_row,
+                                 u32 credit_row) {
+  TALLY_ASSERT(!chain_open_, "expiries happen between operations, never in a chain");
+  TALLY_ASSERT(transfer_row < transfer_count_);
+  const Transfer& pending = transfers_.data()[transfer_row];
+  TALLY_ASSERT(pending.flags & transfer_flags::pending);
+  TALLY_ASSERT(debit_row < account_count_ && credit_row < account_count_);
+  TALLY_ASSERT(accounts_.data()[debit_row].id == pending.debit_account_id);
+  TALLY_ASSERT(accounts_.data()[credit_row].id == pending.credit_account_id);
+  // Its timestamp is newer than every event before it: the pulse's timestamps follow every
+  // operation executed so far (imported transfers may only come later with older timestamps).
+  TALLY_ASSERT(timestamp > transfer_timestamp_max() && timestamp > pending.timestamp);
+  change_events_.expiry_append(timestamp, transfer_row, accounts_.data()[debit_row],
+                               accounts_.data()[credit_row]);
 }
 
 // ----- Failed ids.
@@ -496,9 +498,7 @@ u128 Ledger::digest() const {
   add_value(expiry_count_);
   add_value(expiry_registered_count_);
   add(expiry_heap_.first(expiry_count_));
-  add_value(history_count_);
-  add(history_rows_.first(history_count_));
-  add(history_balances_.first(history_count_));
+  change_events_.digest_add(stream);
   add_value(failed_count_);
   add(failed_ids_.first(failed_count_));
   add(failed_ids_index_.slots());

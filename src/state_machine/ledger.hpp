@@ -8,8 +8,9 @@
 //              value indexes. A stored transfer never changes.
 //   pending    For every pending transfer ever created (ordinal p, ascending by transfer row):
 //              its row and its status; and an expiry heap of (expires_at, p).
-//   history    For every transfer touching an account with the `history` flag: both accounts'
-//              balances right after it (get_account_balances).
+//   events     Per change event (every stored transfer, every expiry of a pending transfer): both
+//              accounts' balances and `closed` flags right after it, and the timestamp of an
+//              expiry (change_events.hpp). get_change_events and get_account_balances read it.
 //   failed     Transfer ids burned by a transient failure (`id_already_failed`).
 //
 // Mutation and undo. Linked chains must be all-or-nothing, so while a chain is open every
@@ -24,6 +25,7 @@
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
 #include "src/base/prefetch.hpp"
+#include "src/state_machine/change_events.hpp"
 #include "src/state_machine/config.hpp"
 #include "src/state_machine/dirty_blocks.hpp"
 #include "src/state_machine/id_table.hpp"
@@ -63,30 +65,6 @@ struct ExpiryEntry {
   u32 reserved;
 };
 static_assert(sizeof(ExpiryEntry) == 16);
-
-// The four balances of an account.
-struct Balances {
-  u128 debits_pending;
-  u128 debits_posted;
-  u128 credits_pending;
-  u128 credits_posted;
-};
-static_assert(sizeof(Balances) == 64);
-
-struct HistoryRow {
-  Balances debit_account;
-  Balances credit_account;
-};
-static_assert(sizeof(HistoryRow) == 128);
-
-inline Balances balances_of(const Account& account) {
-  return Balances{
-      .debits_pending = account.debits_pending,
-      .debits_posted = account.debits_posted,
-      .credits_pending = account.credits_pending,
-      .credits_posted = account.credits_posted,
-  };
-}
 
 inline void account_flag_clear(Account& account, u16 bit) {
   account.flags = static_cast<u16>(account.flags & ~bit);
@@ -158,10 +136,11 @@ class Ledger {
   void transfer_rows_in(u64 timestamp_from, u64 timestamp_to, u32* begin, u32* end) const;
 
   // Stores a transfer and indexes its id; a pending one also gets a pending ordinal. `debit_row`
-  // and `credit_row` are its accounts' rows. The query indexes (per-account lists, per-value
-  // lists) are updated later, by indexes_catch_up(), off the execution loop: they are a separate
-  // stage (DESIGN.md §8) that could run on its own core, and rows of an open chain never need
-  // undoing there.
+  // and `credit_row` are its accounts' rows, which already hold their balances and flags after
+  // the transfer: the transfer's change event row records them. The query indexes (per-account
+  // lists, per-value lists) are updated later, by indexes_catch_up(), off the execution loop:
+  // they are a separate stage (DESIGN.md §8) that could run on its own core, and rows of an open
+  // chain never need undoing there.
   //
   // Invariant: the query indexes hold exactly the rows below indexed_count(); every operation
   // that reads them (queries, checkpoints, digests) runs with indexes_caught_up().
@@ -208,16 +187,11 @@ class Ledger {
   // Called once an event or a whole chain has committed, so rollback never touches the heap.
   void expiry_register_new();
 
-  // ----- History.
-  u32 history_count() const { return history_count_; }
-  // The history row of a transfer row, if it touched an account with `history`.
-  std::optional<u32> history_of(u32 transfer_row) const;
-  const HistoryRow& history(u32 history_row) const {
-    TALLY_ASSERT(history_row < history_count_);
-    return history_balances_.data()[history_row];
-  }
-  // Records the balances after the latest transfer, which touched a `history` account.
-  void history_insert(u32 transfer_row, const HistoryRow& row);
+  // ----- Change events. A transfer's row is appended by transfer_insert().
+  const ChangeEventTable& change_events() const { return change_events_; }
+  // Records the expiry of pending transfer `transfer_row` at `timestamp`; `debit_row` and
+  // `credit_row` already hold the balances and flags after it. Never inside a chain.
+  void expiry_event_insert(u32 transfer_row, u64 timestamp, u32 debit_row, u32 credit_row);
 
   // ----- Failed ids.
   u32 failed_count() const { return failed_count_; }
@@ -236,7 +210,9 @@ class Ledger {
   u32 accounts_free() const { return config_.accounts_max - account_count_; }
   u32 transfers_free() const { return config_.transfers_max - transfer_count_; }
   u32 pending_free() const { return config_.pending_transfers_max - pending_count_; }
-  u32 history_free() const { return config_.history_rows_max - history_count_; }
+  // Never below transfers_free() (Config: events <= transfers + expiries <= transfers_max +
+  // pending_transfers_max), so admitting transfers admits their events.
+  u32 change_events_free() const { return change_events_.rows_free(); }
   u32 failed_free() const { return config_.failed_transfer_ids_max - failed_count_; }
 
   // ----- Linked chains.
@@ -298,9 +274,7 @@ class Ledger {
   u32 expiry_count_ = 0;
   u32 expiry_registered_count_ = 0;  // Pending ordinals below this have their expiry pushed.
 
-  base::LargeArray<u32> history_rows_;  // Transfer row of each history row, ascending.
-  base::LargeArray<HistoryRow> history_balances_;
-  u32 history_count_ = 0;
+  ChangeEventTable change_events_;
 
   base::LargeArray<u128> failed_ids_;
   IdTable failed_ids_index_;

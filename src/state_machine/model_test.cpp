@@ -7,7 +7,9 @@
 // batches that mix valid and invalid events so that every create status is reached, pending
 // transfers that are posted, voided or expire, balancing and closing transfers, imported batches,
 // linked chains (broken ones, and ones left open at the end of a batch), and lookups and queries
-// with filters drawn from values that exist. After every operation:
+// with filters drawn from values that exist, and get_change_events over every event recorded
+// (each created transfer and each expiry, with both accounts as they were right after it).
+// After every operation:
 //   - every create result agrees (status and timestamp), and every looked-up or queried record
 //     agrees byte for byte, in order;
 //   - every account agrees, and both ledgers balance: the sum of debits_posted over all accounts
@@ -18,8 +20,10 @@
 // create request of N events, whose events get P - N + 1 .. P), where `now` is a simulated clock
 // that mostly ticks by nanoseconds and sometimes jumps whole seconds, so that pending timeouts
 // fall due. Before most operations a pulse runs at its own timestamp in both ledgers and expires
-// every pending transfer due by then (§7.9); the pulse is sometimes skipped, so that posting or
-// voiding a due but unexpired transfer is exercised too (§7.6 step 6). A quarter of the
+// the pending transfers due by then (§7.9): it reserves 8190 timestamps (N = 8190) and expires at
+// most 8190, earliest expiry first, the i-th of n at P - n + 1 + i. The pulse is sometimes
+// skipped, so that posting or voiding a due but unexpired transfer is exercised too (§7.6 step
+// 6). A quarter of the
 // operations go through StateMachine::execute() with multi-batch bodies (and the deprecated
 // sparse and unbatched operations); the rest through the per-batch entry points.
 //
@@ -69,6 +73,11 @@ constexpr u64 ns_per_s = 1'000'000'000;
 // more (operation.hpp).
 constexpr u32 query_limit_max = 8189;
 static_assert(operation_result_max(Operation::get_account_transfers) == query_limit_max);
+// get_change_events: a raw array of 384-byte events filling the body (§8.5).
+constexpr u32 change_events_limit_max = 2730;
+static_assert(operation_result_max(Operation::get_change_events) == change_events_limit_max);
+// What one pulse reserves and expires at most (TigerBeetle's batch_max.create_transfers).
+constexpr u32 pulse_expiries_max = 8190;
 
 // ---------------------------------------------------------------------------------------------
 // Printing, for failure messages.
@@ -144,6 +153,45 @@ std::string describe(const AccountBalance& b) {
       << " dP=" << u128_string(b.debits_posted) << " cp=" << u128_string(b.credits_pending)
       << " cP=" << u128_string(b.credits_posted) << " ts=" << b.timestamp
       << " reserved=" << (bytes_zero(b.reserved) ? "0" : "nonzero") << "}";
+  return out.str();
+}
+
+std::string describe(const ChangeEventsFilter& f) {
+  std::ostringstream out;
+  out << "ChangeEventsFilter{ts_min=" << f.timestamp_min << " ts_max=" << f.timestamp_max
+      << " limit=" << f.limit << " reserved=" << (bytes_zero(f.reserved) ? "0" : "nonzero")
+      << "}";
+  return out.str();
+}
+
+std::string describe(const ChangeEvent& e) {
+  std::ostringstream out;
+  const auto side = [&](const char* label, u128 id, u128 dp, u128 dP, u128 cp, u128 cP,
+                        u128 ud128, u64 ud64, u32 ud32, u16 code, u16 flags, u64 timestamp) {
+    out << " " << label << "{id=" << u128_string(id) << " dp=" << u128_string(dp)
+        << " dP=" << u128_string(dP) << " cp=" << u128_string(cp) << " cP=" << u128_string(cP)
+        << " ud128=" << u128_string(ud128) << " ud64=" << ud64 << " ud32=" << ud32
+        << " code=" << code << " flags=" << flags_string(flags) << " ts=" << timestamp << "}";
+  };
+  out << "ChangeEvent{" << name(e.type) << " ts=" << e.timestamp
+      << " transfer{id=" << u128_string(e.transfer_id)
+      << " amount=" << u128_string(e.transfer_amount)
+      << " pending_id=" << u128_string(e.transfer_pending_id)
+      << " ud128=" << u128_string(e.transfer_user_data_128) << " ud64=" << e.transfer_user_data_64
+      << " ud32=" << e.transfer_user_data_32 << " timeout=" << e.transfer_timeout
+      << " code=" << e.transfer_code << " flags=" << flags_string(e.transfer_flags)
+      << " ts=" << e.transfer_timestamp << "} ledger=" << e.ledger
+      << " reserved=" << (bytes_zero(e.reserved) ? "0" : "nonzero");
+  side("dr", e.debit_account_id, e.debit_account_debits_pending, e.debit_account_debits_posted,
+       e.debit_account_credits_pending, e.debit_account_credits_posted,
+       e.debit_account_user_data_128, e.debit_account_user_data_64, e.debit_account_user_data_32,
+       e.debit_account_code, e.debit_account_flags, e.debit_account_timestamp);
+  side("cr", e.credit_account_id, e.credit_account_debits_pending,
+       e.credit_account_debits_posted, e.credit_account_credits_pending,
+       e.credit_account_credits_posted, e.credit_account_user_data_128,
+       e.credit_account_user_data_64, e.credit_account_user_data_32, e.credit_account_code,
+       e.credit_account_flags, e.credit_account_timestamp);
+  out << "}";
   return out.str();
 }
 
@@ -306,11 +354,40 @@ class Model {
     return results;
   }
 
-  // §7.9: expires every pending transfer due at `timestamp`; returns how many.
+  // §6.8: the change events whose timestamp is in the filter's range, ascending (events with
+  // equal timestamps in the order they happened), at most min(limit, limit_max); none if the
+  // filter is invalid (as TigerBeetle's get_scan_from_change_events_filter decides).
+  std::vector<ChangeEvent> get_change_events(const ChangeEventsFilter& f, u32 limit_max) const {
+    std::vector<ChangeEvent> results;
+    const bool valid = (f.timestamp_min == 0 || timestamp_valid(f.timestamp_min)) &&
+                       (f.timestamp_max == 0 || timestamp_valid(f.timestamp_max)) &&
+                       (f.timestamp_max == 0 || f.timestamp_min <= f.timestamp_max) &&
+                       f.limit != 0 && bytes_zero(f.reserved);
+    if (!valid) return results;
+    const u32 limit = std::min(f.limit, limit_max);
+    const u64 low = f.timestamp_min == 0 ? 1 : f.timestamp_min;
+    const u64 high = f.timestamp_max == 0 ? timestamp_valid_max : f.timestamp_max;
+    for (auto it = events_.lower_bound({low, 0});
+         it != events_.end() && it->first.first <= high && results.size() < limit; ++it) {
+      results.push_back(it->second);
+    }
+    return results;
+  }
+
+  // Every change event, in timestamp order.
+  const std::map<std::pair<u64, u64>, ChangeEvent>& change_events() const { return events_; }
+
+  // §7.9: expires the pending transfers due at `timestamp`, at most pulse_expiries_max, earliest
+  // expiry first (then oldest transfer); with n expiring, the i-th gets timestamp - n + 1 + i.
   u32 pulse(u64 timestamp) {
-    u32 count = 0;
-    while (!expiries_.empty() && expiries_.begin()->first <= timestamp) {
-      const u64 index = expiries_.begin()->second;
+    std::vector<u64> due;
+    for (auto it = expiries_.begin();
+         it != expiries_.end() && it->first <= timestamp && due.size() < pulse_expiries_max;
+         ++it) {
+      due.push_back(it->second);
+    }
+    for (u64 position = 0; position < due.size(); position++) {
+      const u64 index = due[position];
       const Transfer p = transfers_[index].transfer;
       Account dr = accounts_.at(p.debit_account_id);
       Account cr = accounts_.at(p.credit_account_id);
@@ -321,9 +398,11 @@ class Model {
       account_update(dr);
       account_update(cr);
       pending_status_set(index, PendingStatus::expired);
-      count += 1;
+      // The expiry's event shows the pending transfer itself (its id, amount, flags, and
+      // pending_id 0), at the expiry's own timestamp.
+      event_record(p, ChangeEventType::two_phase_expired, timestamp - due.size() + 1 + position);
     }
-    return count;
+    return static_cast<u32>(due.size());
   }
 
   // Whether some pending transfer is due at `timestamp`.
@@ -870,6 +949,15 @@ class Model {
     account_transfers_[t.credit_account_id].push_back(index);
     if (flag(t.flags, transfer_flags::pending)) pending_indexes_.push_back(index);
     if (transfer.expires_at != 0) expiries_.insert({transfer.expires_at, index});
+    ChangeEventType type = ChangeEventType::single_phase;
+    if (flag(t.flags, transfer_flags::pending)) type = ChangeEventType::two_phase_pending;
+    if (flag(t.flags, transfer_flags::post_pending_transfer)) {
+      type = ChangeEventType::two_phase_posted;
+    }
+    if (flag(t.flags, transfer_flags::void_pending_transfer)) {
+      type = ChangeEventType::two_phase_voided;
+    }
+    event_record(t, type, t.timestamp);
     undo_record([this, index] {
       const ModelTransfer& undone = transfers_[index];
       const Transfer& u = undone.transfer;
@@ -881,6 +969,52 @@ class Model {
       transfer_indexes_.erase(u.id);
       transfers_.pop_back();
     });
+  }
+
+  // A change event: the transfer's fields, both accounts as they are now (after the event).
+  void event_record(const Transfer& t, ChangeEventType type, u64 timestamp) {
+    const Account& dr = accounts_.at(t.debit_account_id);
+    const Account& cr = accounts_.at(t.credit_account_id);
+    ChangeEvent e{};
+    e.transfer_id = t.id;
+    e.transfer_amount = t.amount;
+    e.transfer_pending_id = t.pending_id;
+    e.transfer_user_data_128 = t.user_data_128;
+    e.transfer_user_data_64 = t.user_data_64;
+    e.transfer_user_data_32 = t.user_data_32;
+    e.transfer_timeout = t.timeout;
+    e.transfer_code = t.code;
+    e.transfer_flags = t.flags;
+    e.ledger = t.ledger;
+    e.type = type;
+    e.debit_account_id = dr.id;
+    e.debit_account_debits_pending = dr.debits_pending;
+    e.debit_account_debits_posted = dr.debits_posted;
+    e.debit_account_credits_pending = dr.credits_pending;
+    e.debit_account_credits_posted = dr.credits_posted;
+    e.debit_account_user_data_128 = dr.user_data_128;
+    e.debit_account_user_data_64 = dr.user_data_64;
+    e.debit_account_user_data_32 = dr.user_data_32;
+    e.debit_account_code = dr.code;
+    e.debit_account_flags = dr.flags;
+    e.credit_account_id = cr.id;
+    e.credit_account_debits_pending = cr.debits_pending;
+    e.credit_account_debits_posted = cr.debits_posted;
+    e.credit_account_credits_pending = cr.credits_pending;
+    e.credit_account_credits_posted = cr.credits_posted;
+    e.credit_account_user_data_128 = cr.user_data_128;
+    e.credit_account_user_data_64 = cr.user_data_64;
+    e.credit_account_user_data_32 = cr.user_data_32;
+    e.credit_account_code = cr.code;
+    e.credit_account_flags = cr.flags;
+    e.timestamp = timestamp;
+    e.transfer_timestamp = t.timestamp;
+    e.debit_account_timestamp = dr.timestamp;
+    e.credit_account_timestamp = cr.timestamp;
+    const std::pair<u64, u64> key{timestamp, event_sequence_};
+    event_sequence_ += 1;
+    events_.emplace(key, e);
+    undo_record([this, key] { events_.erase(key); });
   }
 
   void pending_status_set(u64 index, PendingStatus status) {
@@ -904,6 +1038,10 @@ class Model {
   std::map<u128, std::vector<u64>> account_transfers_;
   std::vector<u64> pending_indexes_;
   std::set<std::pair<u64, u64>> expiries_;  // (expires_at, index) of pending transfers pending.
+  // Change events by (timestamp, sequence): equal timestamps (an imported transfer may take an
+  // expiry's) in the order the events happened.
+  std::map<std::pair<u64, u64>, ChangeEvent> events_;
+  u64 event_sequence_ = 0;
   std::set<u128> failed_ids_;  // Not rolled back with chains.
   std::vector<u128> failed_ids_ordered_;
   bool undo_recording_ = false;
@@ -920,6 +1058,7 @@ struct Histogram {
   u64 events = 0;
   u64 expired = 0;
   u64 query_results = 0;
+  u64 change_event_results = 0;
 };
 
 // 256-bit sums, so that the balance invariant holds exactly even with amounts near 2^128.
@@ -965,7 +1104,6 @@ class Runner {
                                                  .accounts_max = 1u << 14,
                                                  .transfers_max = rows,
                                                  .pending_transfers_max = rows,
-                                                 .history_rows_max = rows,
                                                  .failed_transfer_ids_max = rows,
                                              });
     }
@@ -988,8 +1126,10 @@ class Runner {
       step();
       accounts_check();
       if (operation_ % 128 == 0) everything_check();
+      if (operation_ % 512 == 0) change_events_check_all();
     }
     everything_check();
+    change_events_check_all();
   }
 
   std::unique_ptr<StateMachine> state_machine_release() { return std::move(state_machine_); }
@@ -1015,18 +1155,20 @@ class Runner {
       create_accounts();
     } else if (kind < 62) {
       create_transfers();
-    } else if (kind < 67) {
+    } else if (kind < 66) {
       lookup_accounts();
-    } else if (kind < 72) {
+    } else if (kind < 70) {
       lookup_transfers();
-    } else if (kind < 80) {
+    } else if (kind < 78) {
       account_filter_operation(false);
-    } else if (kind < 88) {
+    } else if (kind < 86) {
       account_filter_operation(true);
-    } else if (kind < 93) {
+    } else if (kind < 90) {
       query_operation(false);
-    } else {
+    } else if (kind < 95) {
       query_operation(true);
+    } else {
+      change_events_operation();
     }
   }
 
@@ -1048,7 +1190,10 @@ class Runner {
   }
 
   void pulse() {
-    const u64 timestamp = timestamp_prepare(0);
+    // The pulse reserves its expiries' timestamps: the last 8190 up to P.
+    const u32 reserved = StateMachine::timestamp_event_count(Operation::state_machine_pulse, {});
+    if (reserved != pulse_expiries_max) fail("a pulse must reserve 8190 timestamps");
+    const u64 timestamp = timestamp_prepare(reserved);
     context_ = "pulse at " + std::to_string(timestamp);
     const bool due = model_.expiry_due(timestamp);
     if (due && !state_machine_->pulse_needed(timestamp)) {
@@ -1068,6 +1213,12 @@ class Runner {
       state_machine_->commit_timestamp_set(timestamp);
     }
     histogram_->expired += expired_model;
+    for (u32 index = 0; index < expired_model; index++) {
+      expiry_timestamps_.push_back(timestamp - expired_model + 1 + index);
+    }
+    if (expiry_timestamps_.size() > 64) {
+      expiry_timestamps_.erase(expiry_timestamps_.begin(), expiry_timestamps_.end() - 64);
+    }
     if (expired_model != expired_real) {
       fail("pulse expired " + std::to_string(expired_real) + ", model expired " +
            std::to_string(expired_model));
@@ -1446,6 +1597,34 @@ class Runner {
     }
   }
 
+  // get_change_events (op 137): through execute() (one raw filter in, a raw array out) or the
+  // per-call entry point.
+  void change_events_operation() {
+    timestamp_prepare(0);
+    events_done_ += 1;
+    histogram_->operations[name(Operation::get_change_events)] += 1;
+    const ChangeEventsFilter filter = change_events_filter_generate();
+    std::vector<ChangeEvent> actual;
+    if (one_in(2)) {
+      context_ = "get_change_events (execute)";
+      const std::vector<std::vector<ChangeEventsFilter>> batches = {{filter}};
+      const std::span<const std::byte> body = body_encode(Operation::get_change_events, batches);
+      const u32 size =
+          state_machine_->execute(Operation::get_change_events, timestamp_, body, reply_bytes());
+      actual = reply_decode<ChangeEvent>(Operation::get_change_events, size, 1)[0];
+    } else {
+      context_ = "get_change_events (per call)";
+      const std::span<ChangeEvent> results = change_events_scratch();
+      actual.assign(results.begin(),
+                    results.begin() + state_machine_->get_change_events(filter, results));
+      state_machine_->commit_timestamp_set(timestamp_);
+    }
+    const std::vector<ChangeEvent> expected =
+        model_.get_change_events(filter, change_events_limit_max);
+    histogram_->change_event_results += expected.size();
+    records_check(describe(filter), expected, actual);
+  }
+
   template <typename Filter, typename Record, typename Real, typename Reference>
   void filter_operation_run(Via via, Operation operation, Operation unbatched,
                             const std::vector<std::vector<Filter>>& batches, const Real& real,
@@ -1568,6 +1747,28 @@ class Runner {
     }
   }
 
+  // Every change event, through pages of 2730 (a page ends between two events of one
+  // timestamp only when an imported transfer shares an expiry's: then the next page skips the
+  // second of them, in both ledgers alike).
+  void change_events_check_all() {
+    context_ = "every change event";
+    ChangeEventsFilter filter{};
+    filter.limit = change_events_limit_max;
+    u64 seen = 0;
+    for (;;) {
+      const std::span<ChangeEvent> results = change_events_scratch();
+      const std::vector<ChangeEvent> actual(
+          results.begin(), results.begin() + state_machine_->get_change_events(filter, results));
+      const std::vector<ChangeEvent> expected =
+          model_.get_change_events(filter, change_events_limit_max);
+      records_check("every change event, page " + describe(filter), expected, actual);
+      seen += expected.size();
+      if (expected.size() < change_events_limit_max) break;
+      filter.timestamp_min = expected.back().timestamp + 1;
+    }
+    if (seen > model_.change_events().size()) fail("more change events than recorded");
+  }
+
   // ---- Bodies and replies of execute().
 
   std::span<std::byte> reply_bytes() { return std::as_writable_bytes(std::span(reply_storage_)); }
@@ -1578,6 +1779,12 @@ class Runner {
     static_assert(alignof(Record) <= alignof(u128) && std::is_trivially_copyable_v<Record>);
     static_assert(query_limit_max * sizeof(Record) <= message_body_size_max);
     return {reinterpret_cast<Record*>(reply_storage_.data()), query_limit_max};
+  }
+
+  // Room for the most change events a query returns: the whole reply buffer.
+  std::span<ChangeEvent> change_events_scratch() {
+    static_assert(change_events_limit_max * sizeof(ChangeEvent) <= message_body_size_max);
+    return {reinterpret_cast<ChangeEvent*>(reply_storage_.data()), change_events_limit_max};
   }
 
   template <typename Event>
@@ -1777,6 +1984,12 @@ class Runner {
     if (kind < 89) return (u64{1} << 63) + prng_.int_inclusive(u64{1000});
     if (kind < 93) return batch->timestamp_last + prng_.int_inclusive(u64{1});
     if (kind < 97) {
+      // An expiry's timestamp (or the one before it): an imported transfer may take it, as
+      // long as no transfer is newer, and its change event then ties with the expiry's (or
+      // precedes it, though recorded after it).
+      if (!batch->accounts && !expiry_timestamps_.empty() && one_in(2)) {
+        return pick(expiry_timestamps_) - prng_.int_inclusive(u64{1});
+      }
       // An existing object's timestamp. The newest object of the other kind may be newer than
       // every one of this kind: then only the equality check refuses it (§7.2 step 9, §7.4
       // step 14).
@@ -2218,6 +2431,45 @@ class Runner {
     return f;
   }
 
+  // Timestamps of recorded events (and their neighbours), zero, or invalid ones.
+  ChangeEventsFilter change_events_filter_generate() {
+    ChangeEventsFilter f{};
+    std::vector<u64> timestamps;
+    const auto& events = model_.change_events();
+    if (!events.empty()) {
+      // Mostly recent events: expiries and imports cluster there.
+      for (u32 draw = 0; draw < 4; draw++) {
+        const u64 back = std::min<u64>(events.size() - 1, prng_.index(u64{64}));
+        auto it = events.end();
+        if (one_in(2)) {
+          std::advance(it, -static_cast<std::ptrdiff_t>(back + 1));
+        } else {
+          it = std::next(events.begin(), static_cast<std::ptrdiff_t>(prng_.index(events.size())));
+        }
+        timestamps.push_back(it->first.first);
+      }
+    }
+    f.timestamp_min = filter_timestamp_choose(timestamps);
+    f.timestamp_max = filter_timestamp_choose(timestamps);
+    if (f.timestamp_min > f.timestamp_max && f.timestamp_max != 0 && !one_in(10)) {
+      std::swap(f.timestamp_min, f.timestamp_max);
+    }
+    const u64 kind = prng_.index(u64{100});
+    if (kind < 4) {
+      f.limit = 0;
+    } else if (kind < 50) {
+      f.limit = static_cast<u32>(prng_.range_inclusive(u64{1}, u64{8}));
+    } else if (kind < 85) {
+      f.limit = static_cast<u32>(prng_.range_inclusive(u64{9}, u64{300}));
+    } else if (kind < 92) {
+      f.limit = change_events_limit_max;
+    } else {
+      f.limit = kind < 96 ? change_events_limit_max + 1 : ~u32{0};
+    }
+    if (one_in(40)) f.reserved[prng_.index(sizeof(f.reserved))] = 1;
+    return f;
+  }
+
   // ---- Failure.
 
   [[noreturn]] void fail(const std::string& what) {
@@ -2249,6 +2501,7 @@ class Runner {
   bool capacity_reached_ = false;  // The next create_transfers starts with an import.
   bool prefer_newest_accounts_ = false;
   std::vector<Transfer> operation_pending_;  // This operation's pending events, to post.
+  std::vector<u64> expiry_timestamps_;       // The latest expiries' timestamps.
   std::string context_;
   std::vector<u128> body_storage_;   // u128 elements: 16-byte aligned, as records need.
   std::vector<u128> reply_storage_;
@@ -2275,6 +2528,8 @@ void histogram_print(const Histogram& histogram) {
   std::printf("model_histogram counter create_events %" PRIu64 "\n", histogram.events);
   std::printf("model_histogram counter expired %" PRIu64 "\n", histogram.expired);
   std::printf("model_histogram counter query_results %" PRIu64 "\n", histogram.query_results);
+  std::printf("model_histogram counter change_event_results %" PRIu64 "\n",
+              histogram.change_event_results);
 }
 
 }  // namespace
@@ -2322,6 +2577,7 @@ TEST_SUITE("state_machine_model") {
       CHECK(histogram.account_statuses[0xFFFFFFFF] > 0);
       CHECK(histogram.transfer_statuses[0xFFFFFFFF] > 0);
       CHECK(histogram.expired > 0);
+      CHECK(histogram.change_event_results > 0);
     }
   }
 

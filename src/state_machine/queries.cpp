@@ -1,6 +1,6 @@
-// Lookups and queries (protocol §7.7-§7.10). An invalid filter yields an empty result, never an
-// error. Results are in ascending timestamp order, or descending with `reversed`, and at most
-// min(limit, result_max) long.
+// Lookups and queries (protocol §7.7-§7.10, §6.8). An invalid filter yields an empty result,
+// never an error. Results are in ascending timestamp order, or descending with `reversed`, and at
+// most min(limit, result_max) long.
 //
 // Stored rows are in timestamp order, so a timestamp range is a row range, found by binary search,
 // and every index below (per-account lists, per-value lists) is a list of rows in that same order.
@@ -42,6 +42,32 @@ bool account_filter_valid(const AccountFilter& filter) {
   }
   if (filter.flags & account_filter_flags::reserved_mask) return false;
   return bytes_zero(filter.reserved);
+}
+
+// As TigerBeetle's get_scan_from_change_events_filter: the timestamp rules and the limit of the
+// other filters, reserved bytes zero; there are no flags.
+bool change_events_filter_valid(const ChangeEventsFilter& filter) {
+  if (!timestamps_and_limit_valid(filter.timestamp_min, filter.timestamp_max, filter.limit)) {
+    return false;
+  }
+  return bytes_zero(filter.reserved);
+}
+
+ChangeEventType change_event_type_of(u16 transfer_flags) {
+  if (transfer_flags & transfer_flags::pending) return ChangeEventType::two_phase_pending;
+  if (transfer_flags & transfer_flags::post_pending_transfer) {
+    return ChangeEventType::two_phase_posted;
+  }
+  if (transfer_flags & transfer_flags::void_pending_transfer) {
+    return ChangeEventType::two_phase_voided;
+  }
+  return ChangeEventType::single_phase;
+}
+
+// An account's flags after an event: `closed` as it was then, the others never change.
+u16 account_flags_after(const Account& account, bool closed) {
+  const u16 flags = static_cast<u16>(account.flags & ~account_flags::closed);
+  return closed ? static_cast<u16>(flags | account_flags::closed) : flags;
 }
 
 bool query_filter_valid(const QueryFilter& filter) {
@@ -236,14 +262,14 @@ u32 StateMachine::get_account_balances(const AccountFilter& filter,
   TALLY_ASSERT(limit <= scratch_rows_.capacity(), "results span longer than any batch");
   u32* rows = scratch_rows_.data();
   const u32 count = account_transfer_rows(filter, limit, rows);
+  // The balances after each transfer are those its change event recorded.
+  const ChangeEventTable& events = ledger_.change_events();
   for (u32 index = 0; index < count; index += 1) {
     const Transfer& transfer = ledger_.transfer(rows[index]);
-    const std::optional<u32> history_row = ledger_.history_of(rows[index]);
-    TALLY_ASSERT(history_row.has_value(), "a history account's transfer has a history row");
-    const HistoryRow& history = ledger_.history(*history_row);
+    const EventBalances after = events.balances(events.row_of_transfer(rows[index]));
     const Balances& balances = transfer.debit_account_id == filter.account_id
-                                   ? history.debit_account
-                                   : history.credit_account;
+                                   ? after.debit_account
+                                   : after.credit_account;
     AccountBalance balance{};
     balance.debits_pending = balances.debits_pending;
     balance.debits_posted = balances.debits_posted;
@@ -253,6 +279,103 @@ u32 StateMachine::get_account_balances(const AccountFilter& filter,
     results[index] = balance;
   }
   return count;
+}
+
+u32 StateMachine::get_change_events(const ChangeEventsFilter& filter,
+                                     std::span<ChangeEvent> results) const {
+  if (!change_events_filter_valid(filter)) return 0;
+  const u32 limit = std::min<u32>(filter.limit, static_cast<u32>(results.size()));
+  const u64 from = range_min(filter.timestamp_min);
+  const u64 to = range_max(filter.timestamp_max);
+  // The events are the transfers and the expiries, each already in timestamp order: merge them.
+  const ChangeEventTable& events = ledger_.change_events();
+  u32 transfer_row = 0;
+  u32 transfer_end = 0;
+  ledger_.transfer_rows_in(from, to, &transfer_row, &transfer_end);
+  u32 expiry = 0;
+  u32 expiry_end = 0;
+  events.expiries_in(from, to, &expiry, &expiry_end);
+  u32 count = 0;
+  while (count < limit && (transfer_row < transfer_end || expiry < expiry_end)) {
+    // An imported transfer may take an expiry's timestamp (TigerBeetle checks imported
+    // timestamps against transfers and accounts only); the expiry, recorded first, comes first.
+    const bool expiry_next =
+        expiry < expiry_end &&
+        (transfer_row == transfer_end ||
+         events.expiry(expiry).timestamp <= ledger_.transfer(transfer_row).timestamp);
+    if (expiry_next) {
+      const ExpiryEvent& expired = events.expiry(expiry);
+      results[count] = change_event(expired.transfer_row, ChangeEventType::two_phase_expired,
+                                    expired.row, expired.timestamp);
+      expiry += 1;
+    } else {
+      const Transfer& transfer = ledger_.transfer(transfer_row);
+      results[count] = change_event(transfer_row, change_event_type_of(transfer.flags),
+                                    events.row_of_transfer(transfer_row), transfer.timestamp);
+      transfer_row += 1;
+    }
+    count += 1;
+  }
+  return count;
+}
+
+// As TigerBeetle builds it (get_change_event): for an expiry, the transfer is the pending one
+// (so transfer_pending_id is 0) and the amount its amount; for a post or void, the posting
+// transfer with the amount it moved. Account fields come from the accounts, which only change
+// in balances and `closed`; those come from the event's row.
+ChangeEvent StateMachine::change_event(u32 transfer_row, ChangeEventType type, u32 event_row,
+                                       u64 timestamp) const {
+  const Transfer& transfer = ledger_.transfer(transfer_row);
+  const std::optional<u32> debit_row = ledger_.account_find(transfer.debit_account_id);
+  const std::optional<u32> credit_row = ledger_.account_find(transfer.credit_account_id);
+  TALLY_ASSERT(debit_row.has_value() && credit_row.has_value());
+  const Account& debit = ledger_.account(*debit_row);
+  const Account& credit = ledger_.account(*credit_row);
+  TALLY_ASSERT(debit.ledger == transfer.ledger && credit.ledger == transfer.ledger);
+  const ChangeEventTable& events = ledger_.change_events();
+  const EventBalances balances = events.balances(event_row);
+  const u8 flags = events.flags(event_row);
+
+  ChangeEvent event{};
+  event.transfer_id = transfer.id;
+  event.transfer_amount = transfer.amount;
+  event.transfer_pending_id = transfer.pending_id;
+  event.transfer_user_data_128 = transfer.user_data_128;
+  event.transfer_user_data_64 = transfer.user_data_64;
+  event.transfer_user_data_32 = transfer.user_data_32;
+  event.transfer_timeout = transfer.timeout;
+  event.transfer_code = transfer.code;
+  event.transfer_flags = transfer.flags;
+  event.ledger = transfer.ledger;
+  event.type = type;
+
+  event.debit_account_id = debit.id;
+  event.debit_account_debits_pending = balances.debit_account.debits_pending;
+  event.debit_account_debits_posted = balances.debit_account.debits_posted;
+  event.debit_account_credits_pending = balances.debit_account.credits_pending;
+  event.debit_account_credits_posted = balances.debit_account.credits_posted;
+  event.debit_account_user_data_128 = debit.user_data_128;
+  event.debit_account_user_data_64 = debit.user_data_64;
+  event.debit_account_user_data_32 = debit.user_data_32;
+  event.debit_account_code = debit.code;
+  event.debit_account_flags = account_flags_after(debit, flags & event_flags::debit_closed);
+
+  event.credit_account_id = credit.id;
+  event.credit_account_debits_pending = balances.credit_account.debits_pending;
+  event.credit_account_debits_posted = balances.credit_account.debits_posted;
+  event.credit_account_credits_pending = balances.credit_account.credits_pending;
+  event.credit_account_credits_posted = balances.credit_account.credits_posted;
+  event.credit_account_user_data_128 = credit.user_data_128;
+  event.credit_account_user_data_64 = credit.user_data_64;
+  event.credit_account_user_data_32 = credit.user_data_32;
+  event.credit_account_code = credit.code;
+  event.credit_account_flags = account_flags_after(credit, flags & event_flags::credit_closed);
+
+  event.timestamp = timestamp;
+  event.transfer_timestamp = transfer.timestamp;
+  event.debit_account_timestamp = debit.timestamp;
+  event.credit_account_timestamp = credit.timestamp;
+  return event;
 }
 
 u32 StateMachine::query_accounts(const QueryFilter& filter, std::span<Account> results) {

@@ -23,6 +23,7 @@ constexpr u32 batch_element_max = [] {
   return max;
 }();
 static_assert(batch_element_max == 8190);
+static_assert(StateMachine::pulse_expiries_max <= batch_element_max, "a pulse's scratch");
 
 // A query's results are capped at the operation's result_max, as TigerBeetle caps its scans:
 // 8189 for the multi-batch queries, 8190 for the deprecated unbatched ones.
@@ -90,6 +91,7 @@ void StateMachine::reset() {
 }
 
 u32 StateMachine::timestamp_event_count(Operation operation, std::span<const std::byte> body) {
+  if (operation == Operation::state_machine_pulse) return pulse_expiries_max;
   if (!operation_creates(operation)) return 0;
   const u32 event_size = operation_event_size(operation);
   if (!operation_is_multi_batch(operation)) {
@@ -104,13 +106,17 @@ u32 StateMachine::timestamp_event_count(Operation operation, std::span<const std
 
 bool StateMachine::capacity_admits(Operation operation, std::span<const std::byte> body,
                                    Reservation reserved) const {
+  // A pulse creates no object; its change events fit because each pending transfer (admitted
+  // as a transfer) expires at most once.
+  if (!operation_creates(operation)) return true;
   const u64 events = timestamp_event_count(operation, body);
   if (events == 0) return true;
   const auto fits = [](u32 free, u64 wanted) { return wanted <= free; };
   if (operation_creates_transfers(operation)) {
     const u64 wanted = events + reserved.transfers;
+    // Change events need no check of their own: change_events_free() >= transfers_free().
     return fits(ledger_.transfers_free(), wanted) && fits(ledger_.pending_free(), wanted) &&
-           fits(ledger_.history_free(), wanted) && fits(ledger_.failed_free(), wanted);
+           fits(ledger_.failed_free(), wanted);
   }
   return fits(ledger_.accounts_free(), events + reserved.accounts);
 }
@@ -121,6 +127,8 @@ u32 StateMachine::execute(Operation operation, u64 timestamp, std::span<const st
   TALLY_ASSERT(operation_is_state_machine(operation));
   const u32 event_count = timestamp_event_count(operation, body);
   TALLY_ASSERT(timestamp > event_count);
+  TALLY_ASSERT(timestamp - event_count >= commit_timestamp_,
+               "the reserved timestamps follow the previous operation's");
   const bool multi_batch = operation_is_multi_batch(operation);
   u64 timestamp_next = timestamp - event_count + 1;  // The next create event's timestamp.
 
@@ -221,11 +229,16 @@ u32 StateMachine::execute(Operation operation, u64 timestamp, std::span<const st
     case O::state_machine_pulse:
       TALLY_ASSERT(body.empty());
       pulse(timestamp);
+      timestamp_next = timestamp + 1;  // Its expiries took the last of the reserved timestamps.
       break;
-    case O::get_change_events:
-      // Change events are not recorded by this state machine (docs/state-machine.md): the
-      // answer is always the empty list.
+    case O::get_change_events: {
+      // Not multi-batch encoded: one filter in, a raw array of events out.
+      const std::span<ChangeEvent> results = results_in<ChangeEvent>(reply);
+      const u32 count = get_change_events(filter_of<ChangeEventsFilter>(body),
+                                          results.first(result_limit(operation, results.size())));
+      reply_size = count * u32{sizeof(ChangeEvent)};
       break;
+    }
     case O::create_accounts:
       reply_size = each_batch.operator()<Account, CreateAccountResult>(accounts_dense);
       break;
@@ -276,29 +289,45 @@ bool StateMachine::pulse_needed(u64 timestamp) const {
 }
 
 u32 StateMachine::pulse(u64 timestamp) {
-  u32 expired = 0;
-  while (ledger_.expiry_count() > 0 && ledger_.expiry_top().expires_at <= timestamp) {
+  TALLY_ASSERT(!ledger_.chain_is_open());
+  // First the set, then the timestamps: with n expiring, the i-th gets timestamp - n + 1 + i.
+  u32* expiring = scratch_debits_.data();
+  u32 count = 0;
+  while (count < pulse_expiries_max && ledger_.expiry_count() > 0 &&
+         ledger_.expiry_top().expires_at <= timestamp) {
     const u32 pending = ledger_.expiry_top().pending;
     ledger_.expiry_pop();
     // Posted and voided transfers leave their expiry in the heap; it is skipped here.
     if (ledger_.pending_status(pending) != PendingStatus::pending) continue;
-    const Transfer& p = ledger_.transfer(ledger_.pending_row(pending));
-    const std::optional<u32> debit_row = ledger_.account_find(p.debit_account_id);
-    const std::optional<u32> credit_row = ledger_.account_find(p.credit_account_id);
-    TALLY_ASSERT(debit_row.has_value() && credit_row.has_value());
-    Account& debit = ledger_.account_modify(*debit_row);
-    Account& credit = ledger_.account_modify(*credit_row);
-    TALLY_ASSERT(debit.debits_pending >= p.amount && credit.credits_pending >= p.amount);
-    debit.debits_pending -= p.amount;
-    credit.credits_pending -= p.amount;
-    if (p.flags & transfer_flags::closing_debit) account_flag_clear(debit, account_flags::closed);
-    if (p.flags & transfer_flags::closing_credit) {
-      account_flag_clear(credit, account_flags::closed);
-    }
-    ledger_.pending_status_set(pending, PendingStatus::expired);
-    expired += 1;
+    expiring[count] = pending;
+    count += 1;
   }
-  return expired;
+  TALLY_ASSERT(timestamp > count, "the pulse reserved a timestamp per expiry");
+  for (u32 index = 0; index < count; index += 1) {
+    expire(expiring[index], timestamp - count + 1 + index);
+  }
+  ledger_.change_events().publish();
+  return count;
+}
+
+void StateMachine::expire(u32 pending, u64 timestamp) {
+  const u32 transfer_row = ledger_.pending_row(pending);
+  const Transfer& p = ledger_.transfer(transfer_row);
+  TALLY_ASSERT(p.timeout > 0, "only transfers with a timeout expire");
+  const std::optional<u32> debit_row = ledger_.account_find(p.debit_account_id);
+  const std::optional<u32> credit_row = ledger_.account_find(p.credit_account_id);
+  TALLY_ASSERT(debit_row.has_value() && credit_row.has_value());
+  Account& debit = ledger_.account_modify(*debit_row);
+  Account& credit = ledger_.account_modify(*credit_row);
+  TALLY_ASSERT(debit.debits_pending >= p.amount && credit.credits_pending >= p.amount);
+  debit.debits_pending -= p.amount;
+  credit.credits_pending -= p.amount;
+  if (p.flags & transfer_flags::closing_debit) account_flag_clear(debit, account_flags::closed);
+  if (p.flags & transfer_flags::closing_credit) {
+    account_flag_clear(credit, account_flags::closed);
+  }
+  ledger_.pending_status_set(pending, PendingStatus::expired);
+  ledger_.expiry_event_insert(transfer_row, timestamp, *debit_row, *credit_row);
 }
 
 }  // namespace tally::state_machine

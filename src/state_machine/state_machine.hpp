@@ -7,7 +7,10 @@
 //
 // Timestamps (§7.1). The replica assigns each prepare a timestamp P; create operations consume
 // one timestamp per event, so the N events of a create request get P - N + 1 ... P, in order
-// over all batches. timestamp_event_count() tells the replica N before it prepares.
+// over all batches. timestamp_event_count() tells the replica N before it prepares. A pulse
+// reserves pulse_expiries_max timestamps and expires at most that many pending transfers, in
+// expiry order; when it expires n of them, the i-th (from 0) gets P - n + 1 + i, as in
+// TigerBeetle, so each expiry is a change event with a timestamp of its own.
 //
 // Capacity. Tables never grow. The replica asks capacity_admits() before preparing a request;
 // a request that could need more room than is left in the worst case is not prepared (the replica
@@ -18,6 +21,7 @@
 // (id index slots, accounts), then a tight loop runs the checks and mutations in event order.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 
@@ -31,6 +35,15 @@ namespace tally::state_machine {
 
 class StateMachine {
  public:
+  // The most pending transfers one pulse expires, and the timestamps it reserves: TigerBeetle's
+  // batch_max.create_transfers, the most events of any create_transfers encoding (the raw
+  // deprecated one holds 8190).
+  static constexpr u32 pulse_expiries_max =
+      std::max({operation_event_max(Operation::create_transfers),
+                operation_event_max(Operation::deprecated_create_transfers_sparse),
+                operation_event_max(Operation::deprecated_create_transfers_unbatched)});
+  static_assert(pulse_expiries_max == 8190);
+
   void init(const Config& config);
   void reset();
 
@@ -42,7 +55,8 @@ class StateMachine {
   void commit_timestamp_set(u64 timestamp) { commit_timestamp_ = timestamp; }
 
   // How many timestamps the operation consumes for its events (N above): the number of events
-  // of a create operation, else 0. The body must be valid (validate_request_body).
+  // of a create operation, pulse_expiries_max for a pulse, else 0. The body must be valid
+  // (validate_request_body).
   static u32 timestamp_event_count(Operation operation, std::span<const std::byte> body);
 
   // Whether executing this (valid) request cannot exceed any capacity, even if every event
@@ -59,7 +73,8 @@ class StateMachine {
   u32 execute(Operation operation, u64 timestamp, std::span<const std::byte> body,
               std::span<std::byte> reply);
 
-  // Whether a pulse at `timestamp` would expire a pending transfer.
+  // Whether a pulse at `timestamp` may expire a pending transfer. Stays true after a pulse that
+  // expired pulse_expiries_max while more are due.
   bool pulse_needed(u64 timestamp) const;
 
   // Lower-level entry points, one batch each; used by execute() and by tests and benchmarks.
@@ -78,7 +93,12 @@ class StateMachine {
   u32 get_account_balances(const AccountFilter& filter, std::span<AccountBalance> results);
   u32 query_accounts(const QueryFilter& filter, std::span<Account> results);
   u32 query_transfers(const QueryFilter& filter, std::span<Transfer> results);
-  // Expires every pending transfer whose expiry is at or before `timestamp`; returns how many.
+  // Change events with filter.timestamp_min <= timestamp <= filter.timestamp_max (0: unbounded),
+  // ascending, at most min(filter.limit, results.size()); none for an invalid filter.
+  u32 get_change_events(const ChangeEventsFilter& filter, std::span<ChangeEvent> results) const;
+  // Expires the pending transfers whose expiry is at or before `timestamp`, at most
+  // pulse_expiries_max, earliest expiry first, with the timestamps described above (they must
+  // be newer than every stored transfer); returns how many.
   u32 pulse(u64 timestamp);
 
  private:
@@ -89,13 +109,16 @@ class StateMachine {
   CreateTransferStatus create_transfer_exists(const Transfer& event, const Transfer& existing);
   CreateTransferStatus post_or_void(const Transfer& event, u64 timestamp, bool imported,
                                     u64* result_timestamp);
-  void history_record(u32 transfer_row, u32 debit_row, u32 credit_row);
+  void expire(u32 pending, u64 timestamp);
+  ChangeEvent change_event(u32 transfer_row, ChangeEventType type, u32 event_row,
+                           u64 timestamp) const;
   // Rows of an account's transfers that match a filter, in result order, at most `limit`.
   u32 account_transfer_rows(const AccountFilter& filter, u32 limit, u32* rows);
 
   Ledger ledger_;
   u64 commit_timestamp_ = 0;
-  // Scratch for merging an account's debit and credit transfer rows (result_max each).
+  // Scratch for merging an account's debit and credit transfer rows (result_max each), and for
+  // the pending ordinals a pulse expires.
   base::LargeArray<u32> scratch_debits_;
   base::LargeArray<u32> scratch_credits_;
   base::LargeArray<u32> scratch_rows_;
