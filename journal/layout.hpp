@@ -44,10 +44,11 @@ inline constexpr u32 wal_headers_per_sector = sector_size / wal_header_size;
 // Production values.
 inline constexpr u32 journal_slot_count = 1024;
 inline constexpr u32 grid_block_size_default = 64 * 1024;  // The state machine's block size.
-// The state machine's default capacities need about 2.8 GiB of blocks (transfers alone are
-// 2 GiB); the rest leaves room for the copies that checkpointing writes before it frees the old
-// ones. The VSR issue that defines the grid's allocation may revise this.
-inline constexpr u64 grid_block_count_default = 65536;  // 4 GiB.
+// A checkpoint of the state machine's default capacities, every table full, takes up to 81,410
+// blocks, and one that rewrites every in-place table while the previous checkpoint keeps its
+// copies up to 84,659 (the replica checks this at start, src/vsr/replica.hpp): 98,304 blocks
+// leave a margin of about 13,600.
+inline constexpr u64 grid_block_count_default = 98304;  // 6 GiB.
 
 // Limits on any configuration.
 inline constexpr u32 slot_count_min = wal_headers_per_sector;
@@ -214,8 +215,8 @@ static_assert(layout.zone(ZoneKind::wal_prepares).size == u64{1} << 30);
 static_assert(layout.zone(ZoneKind::client_replies).offset == (u64{1} << 30) + 288 * 1024);
 static_assert(layout.zone(ZoneKind::client_replies).size == 64 * 1024 * 1024);
 static_assert(layout.zone(ZoneKind::grid).offset == 1'141'145'600);
-static_assert(layout.zone(ZoneKind::grid).size == u64{4} << 30);
-static_assert(layout.size() == 5'436'112'896);
+static_assert(layout.zone(ZoneKind::grid).size == u64{6} << 30);
+static_assert(layout.size() == 7'583'596'544);
 // The prepare of any op fits one slot, and the header ring fills whole sectors.
 static_assert(LayoutConfig::production().message_size_max == tally::message_size_max);
 static_assert(journal_slot_count % wal_headers_per_sector == 0);

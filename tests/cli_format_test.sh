@@ -14,15 +14,15 @@ file="$scratch/0_1.tally"
 expect format 0 'formatted .*cluster 123, replica 1 of 3' \
   "$tally" format --cluster=123 --replica=1 --replica-count=3 "$file"
 size=$(stat -c %s "$file")
-if [[ $size -ne 5436112896 ]]; then
-  echo "FAILED: size $size, expected 5436112896" >&2
+if [[ $size -ne 7583596544 ]]; then
+  echo "FAILED: size $size, expected 7583596544" >&2
   failures=$((failures + 1))
 fi
 expect format_refuses_existing 14 'data file exists' \
   "$tally" format --cluster=123 --replica=1 --replica-count=3 "$file"
 expect inspect 0 'cluster +123' "$tally" inspect "$file"
 expect inspect_replica 0 'replica +1 of 3' "$tally" inspect "$file"
-expect inspect_zones 0 'grid +1141145600 +4294967296 +5436112896' "$tally" inspect "$file"
+expect inspect_zones 0 'grid +1141145600 +6442450944 +7583596544' "$tally" inspect "$file"
 valid=$("$tally" inspect "$file" | grep -cE '^  [0-3] .* valid ')
 if [[ $valid -ne 4 ]]; then
   echo "FAILED: $valid valid copies, expected 4" >&2

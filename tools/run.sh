@@ -11,7 +11,7 @@ tally="$root/build/release/src/cli/tally"
 "$tally" version
 
 # data/ sits beside the checkout, on a real disk: the data file is opened with O_DIRECT, which
-# tmpfs may refuse, and its 5 GiB (preallocated) belong on disk rather than in memory.
+# tmpfs may refuse, and its 7 GiB (preallocated) belong on disk rather than in memory.
 data="$root/data/0_0.tally"
 if [[ ! -e "$data" ]]; then
   mkdir -p "$root/data"

@@ -133,6 +133,7 @@ class Replica {
         checkpoint_store_(storage, layout),
         root_(root_prepare(options.cluster)) {
     TALLY_ASSERT(layout.config().slot_count > 2 * pipeline_max);
+    grid_capacity_check(layout, options.state_machine);
     TALLY_ASSERT(options.replica_count >= 1 && options.replica_count <= replicas_max);
     TALLY_ASSERT(options.replica < options.replica_count);
     TALLY_ASSERT(layout.config().message_size_max == message_size_max,
@@ -236,6 +237,25 @@ class Replica {
     base::Message* message = nullptr;
   };
 
+  // A checkpoint of full tables, written while the previous one keeps its own copies of every
+  // block it may replace, must fit the grid: running out in the middle of a checkpoint would
+  // stop every replica at the same op. Checked once, before anything runs.
+  static void grid_capacity_check(const journal::Layout& layout,
+                                  const state_machine::Config& config) {
+    const u64 needed = state_machine::checkpoint_block_count_max(config) +
+                       state_machine::checkpoint_block_count_rewritable(config) +
+                       2 * manifest_blocks_max + 2;
+    const u64 available = layout.config().grid_block_count;
+    if (available < needed) {
+      base::fatal(base::FatalReason::configuration_invalid,
+                  "the data file's grid holds %llu blocks, but checkpoints of the state "
+                  "machine's capacities may need %llu: format a data file with a larger grid, "
+                  "or run with lower capacities",
+                  static_cast<unsigned long long>(available),
+                  static_cast<unsigned long long>(needed));
+    }
+  }
+
   u8 primary_index(u32 view) const { return static_cast<u8>(view % options_.replica_count); }
   u32 quorum() const { return quorum_replication(options_.replica_count); }
   bool solo() const { return options_.replica_count == 1; }
@@ -311,17 +331,21 @@ class Replica {
       head_checksum_ = header->checksum;
       prepare_timestamp_ = header->prepare.timestamp;
     }
-    // Entries past a break cannot be trusted to follow the chain: a solo replica has no one to
-    // ask for the missing op, so that is data loss; a backup fetches them again.
+    // Entries past a break cannot be trusted to follow the chain. If the op after the head was
+    // simply never written here (a write lost or torn by the crash, the slot empty or older),
+    // nothing after it committed either: a commit needs this replica's own write of every op
+    // up to it when it is the primary (or alone), and backups fetch their entries again. A
+    // faulty slot is different: it may hold a committed op that storage damaged, and the
+    // only complete log (a single replica's, or the primary's while views do not change)
+    // must not drop it.
     const std::optional<u64> op_max = wal_.op_max();
     if (op_max.has_value() && *op_max > op_) {
-      // A primary's log is the cluster's authority while views do not change: dropping the
-      // entries after the break could drop committed ops. Backups re-fetch theirs.
-      if (solo() || primary_index(view_) == options_.replica) {
+      const bool authority = solo() || primary_index(view_) == options_.replica;
+      if (authority && wal_.faulty(wal_.slot_for_op(op_ + 1))) {
         base::fatal(base::FatalReason::data_file_invalid,
-                    "the WAL's op %llu is damaged or missing but op %llu follows it; this "
-                    "replica's log is the only complete one (a single replica, or the primary "
-                    "without view changes) and cannot be repaired from a peer yet",
+                    "the WAL's op %llu is damaged but op %llu follows it; this replica's log "
+                    "is the only complete one (a single replica, or the primary without view "
+                    "changes) and cannot be repaired from a peer yet",
                     static_cast<unsigned long long>(op_ + 1),
                     static_cast<unsigned long long>(*op_max));
       }

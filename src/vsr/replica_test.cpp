@@ -28,7 +28,7 @@ constexpr u128 cluster = 7;
 journal::LayoutConfig layout_config() {
   journal::LayoutConfig config = journal::LayoutConfig::testing();
   config.message_size_max = message_size_max;
-  config.grid_block_count = 256;
+  config.grid_block_count = 512;
   return config;
 }
 
@@ -236,6 +236,17 @@ struct TestClient {
                   replica, nullptr);
   }
 
+  std::optional<Header> create_transfers(std::span<const Transfer> transfers, u8 replica = 0) {
+    std::vector<std::byte> body(message_body_size_max);
+    MultiBatchEncoder encoder(body, sizeof(Transfer));
+    REQUIRE(encoder.batch_begin() == MultiBatchEncodeError::none);
+    std::memcpy(encoder.writable().data(), transfers.data(), transfers.size_bytes());
+    REQUIRE(encoder.commit(static_cast<u32>(transfers.size())) == MultiBatchEncodeError::none);
+    REQUIRE(encoder.finish() == MultiBatchEncodeError::none);
+    body.resize(encoder.size());
+    return submit(request_make(Operation::create_transfers, body), replica, nullptr);
+  }
+
   std::optional<Header> create_accounts(std::span<const Account> accounts,
                                         std::vector<std::byte>* reply, u8 replica = 0) {
     std::vector<std::byte> body(message_body_size_max);
@@ -248,6 +259,19 @@ struct TestClient {
     return submit(request_make(Operation::create_accounts, body), replica, reply);
   }
 };
+
+Transfer pending_make(u128 id, u128 debit, u128 credit, u32 timeout_seconds) {
+  Transfer transfer{};
+  transfer.id = id;
+  transfer.debit_account_id = debit;
+  transfer.credit_account_id = credit;
+  transfer.amount = 10;
+  transfer.ledger = 1;
+  transfer.code = 1;
+  transfer.flags = transfer_flags::pending;
+  transfer.timeout = timeout_seconds;
+  return transfer;
+}
 
 Account account_make(u128 id) {
   Account account{};
@@ -475,6 +499,35 @@ TEST_CASE("replica cluster of three: checkpoints on every replica and a restart 
   for (u8 index = 0; index < 3; index += 1) {
     CAPTURE(index);
     CHECK(cluster.replica(index).state_machine().ledger().account_count() == accounts_total + 1);
+    CHECK(cluster.replica(index).state_machine().ledger().digest() ==
+          cluster.replica(0).state_machine().ledger().digest());
+  }
+}
+
+TEST_CASE("replica cluster of three: the primary pulses to expire a pending transfer") {
+  // Goal: with no client request at all, the primary notices a pending transfer whose timeout
+  // has passed (simulated wall clock), prepares a pulse, and every replica expires it at the
+  // same op: the pending balances go back to zero everywhere.
+  Cluster cluster(3);
+  TestClient client{cluster, 51};
+  REQUIRE(client.register_session().has_value());
+  const Account accounts[] = {account_make(1), account_make(2)};
+  REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  const Transfer transfers[] = {pending_make(10, 1, 2, 1)};
+  REQUIRE(client.create_transfers(transfers).has_value());
+  const u64 op = cluster.replica(0).commit_min();
+  const u128 ids[] = {1};
+  Account found[1];
+  REQUIRE(cluster.replica(0).state_machine().lookup_accounts(ids, found) == 1);
+  CHECK(found[0].debits_pending == 10);
+  cluster.run(150);  // 1.5 s of simulated time: past the 1 s timeout.
+  CHECK(cluster.replica(0).commit_min() > op);
+  for (u8 index = 0; index < 3; index += 1) {
+    CAPTURE(index);
+    CHECK(cluster.replica(index).commit_min() == cluster.replica(0).commit_min());
+    REQUIRE(cluster.replica(index).state_machine().lookup_accounts(ids, found) == 1);
+    CHECK(found[0].debits_pending == 0);
+    CHECK(found[0].debits_posted == 0);
     CHECK(cluster.replica(index).state_machine().ledger().digest() ==
           cluster.replica(0).state_machine().ledger().digest());
   }

@@ -6,7 +6,7 @@
 # failure too.
 #
 # Ports are asked of the kernel, so that runs in parallel (two builds, CI) do not collide. The
-# data files (about 5 GiB each, preallocated) are made in WORK_DIR, which must be on a real
+# data files (about 7 GiB each, preallocated) are made in WORK_DIR, which must be on a real
 # filesystem (O_DIRECT: not tmpfs), and are deleted however the run ends; the replicas' logs stay
 # there, and are printed when the run fails.
 #
@@ -35,7 +35,7 @@ tally=$(realpath "$tally")
 
 # Limits, in seconds. Together they stay under the ctest TIMEOUT (tests/CMakeLists.txt), so that
 # this script, not ctest's SIGKILL, ends a stuck run, and the trap below still deletes the files.
-startup_timeout=120  # Every replica prefaults about 2.5 GiB before it listens.
+startup_timeout=120  # Every replica prefaults about 3.8 GiB before it listens.
 suite_timeout=300    # The suite takes about 8 s against a healthy single replica.
 stop_timeout=20      # SIGTERM ends a replica at its next tick.
 attempt_count=3      # A kernel-given port can be taken by someone else before tally binds it.

@@ -10,7 +10,7 @@
 # the first, so the restart loads a checkpoint and replays the WAL after it.
 #
 # Usage: tests/integration/restart_test.sh TALLY WORKLOAD WORK_DIR REPLICAS
-# The work directory must be on a real filesystem (O_DIRECT); the data files (5 GiB each) are
+# The work directory must be on a real filesystem (O_DIRECT); the data files (7 GiB each) are
 # deleted at the end, whatever happens.
 set -euo pipefail
 tally=$1

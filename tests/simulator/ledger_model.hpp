@@ -50,7 +50,7 @@ class LedgerModel {
     std::vector<std::vector<Event>> batches;
     for (const std::span<const std::byte> batch : decoder) {
       std::vector<Event> events(batch.size() / sizeof(Event));
-      std::memcpy(events.data(), batch.data(), batch.size());
+      if (!events.empty()) std::memcpy(events.data(), batch.data(), batch.size());
       batches.push_back(std::move(events));
     }
     return batches;
@@ -62,7 +62,9 @@ class LedgerModel {
     MultiBatchEncoder encoder(body, sizeof(Result));
     for (const std::vector<Result>& results : batches) {
       if (encoder.batch_begin() != MultiBatchEncodeError::none) std::abort();
-      std::memcpy(encoder.writable().data(), results.data(), results.size() * sizeof(Result));
+      if (!results.empty()) {
+        std::memcpy(encoder.writable().data(), results.data(), results.size() * sizeof(Result));
+      }
       if (encoder.commit(static_cast<u32>(results.size())) != MultiBatchEncodeError::none) {
         std::abort();
       }
