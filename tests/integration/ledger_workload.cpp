@@ -11,6 +11,7 @@
 // changed: every transfer with its amount, and both balances equal to the sum of the amounts.
 // --verify-only skips the writes (a check after yet another restart). Exit 0 and "ok" on
 // success; otherwise a message naming what is wrong, exit 1.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
     }
     std::vector<Transfer> transfers(batch_size);
     std::vector<CreateTransferResult> results(batch_size);
+    const auto start = std::chrono::steady_clock::now();
     for (u64 batch = 0; batch < batches; batch += 1) {
       for (u32 index = 0; index < batch_size; index += 1) {
         transfers[index] = transfer_of(u128{batch} * batch_size + index + 1);
@@ -115,6 +117,12 @@ int main(int argc, char** argv) {
       std::printf("batch %lu acknowledged\n", static_cast<unsigned long>(batch + 1));
       std::fflush(stdout);
     }
+    // Informational (no test asserts on it): one request in flight, so this is latency-bound.
+    const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    std::printf("written: %lu transfers in %.3f s, %.0f transfers/s, %.3f ms per request\n",
+                static_cast<unsigned long>(transfer_count), elapsed.count(),
+                static_cast<double>(transfer_count) / elapsed.count(),
+                elapsed.count() * 1000.0 / static_cast<double>(batches));
   }
 
   // Everything acknowledged must be there, exactly.
