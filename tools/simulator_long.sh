@@ -31,6 +31,9 @@ while ((SECONDS < deadline)); do
   if ((RANDOM % 2 == 0)); then
     arguments+=(--crashes)
   fi
+  if ((RANDOM % 2 == 0)); then
+    arguments+=(--storage-faults)
+  fi
   if ! output=$("$binary" "${arguments[@]}" "$seed" 2>&1); then
     echo "$output" >&2
     echo "simulator_long: FAILED after $runs runs; reproduce with:" >&2

@@ -109,6 +109,7 @@ struct ReplicaStats {
   u64 prepares_accepted = 0;
   u64 prepares_ignored = 0;
   u64 prepares_truncated = 0;
+  u64 prepares_repaired = 0;  // Damaged WAL entries rewritten from the primary's copy.
   u64 repairs_requested = 0;
   u64 checkpoints = 0;
   u64 messages_invalid = 0;
@@ -851,6 +852,15 @@ class Replica {
         // the log up to it is the primary's (the hash chain).
         if (op <= op_ && !log_dirty(op)) prepare_ok_send(header);
         if (op <= op_ && op > op_verified_) op_verified_ = op;
+        if (op <= op_ && log_dirty(op) && !write_queued(op) &&
+            !wal_.writing(wal_.slot_for_op(op))) {
+          // The entry here is known but its prepare is not durable (a read found it damaged):
+          // this copy repairs it.
+          cache_put(message);
+          write_enqueue(message);
+          stats_.prepares_repaired += 1;
+          return;
+        }
         stats_.prepares_ignored += 1;
         return;
       }
@@ -1038,6 +1048,13 @@ class Replica {
       if (queued->header().prepare.op == op) return &queued->header();
     }
     return wal_.header_with_op(op);
+  }
+
+  bool write_queued(u64 op) const {
+    for (u32 index = 0; index < write_queue_count_; index += 1) {
+      if (write_queue_[write_queue_index(index)]->header().prepare.op == op) return true;
+    }
+    return false;
   }
 
   bool log_dirty(u64 op) const {

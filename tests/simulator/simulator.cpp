@@ -1,13 +1,15 @@
 // The simulator: a whole Tally cluster (1-6 replicas) and its clients in one thread, on
 // simulated storage, network and time, driven by one seed.
 //
-//   simulator [--replicas=N] [--clients=N] [--requests=N] [--crashes] [--faults] SEED...
+//   simulator [--replicas=N] [--clients=N] [--requests=N] [--crashes] [--faults]
+//             [--storage-faults] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
 // ledger_model.hpp says why these) through the real client session logic, while the network
-// loses, delays, reorders and duplicates packets and partitions replicas, and (with --crashes)
-// replicas crash and restart, some with torn or lost writes. After every tick the checkers run:
+// loses, delays, reorders and duplicates packets and partitions replicas, (with --crashes)
+// replicas crash and restart, some with torn or lost writes, and (with --storage-faults) the
+// backups' WALs suffer latent sector errors and bit flips. After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
 //   - state: replicas at the same commit number have the same ledger digest;
 //   - replies: every reply a client accepts equals, byte for byte, what the reference model
@@ -63,6 +65,7 @@ struct Options {
   u32 requests_per_client = 60;
   bool crashes = false;
   bool faults = false;
+  bool storage_faults = false;
   u64 ticks_max = 200'000;
 };
 
@@ -149,6 +152,7 @@ class Simulation {
           .write_latency_max_ticks = options.faults ? 8u : 1u,
       });
       format(node);
+      if (options.storage_faults && index != 0) storage_faults_allow(*node.storage);
       node.endpoint = &network_->replica_attach(index, replica_on_message, &node);
       replica_start(node);
     }
@@ -199,9 +203,10 @@ class Simulation {
     final_check();
     std::printf("simulator: seed %" PRIu64 " ok: %u replicas, %u clients, %" PRIu64
                 " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
-                " packets dropped of %" PRIu64 ", %u stale\n",
+                " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %u stale\n",
                 options_.seed, options_.replica_count, options_.client_count, model_op_, tick,
-                crashes_, network_->stats().dropped_total(), network_->stats().sent, stale_);
+                crashes_, network_->stats().dropped_total(), network_->stats().sent,
+                storage_fault_count(), stale_);
   }
 
  private:
@@ -215,6 +220,25 @@ class Simulation {
     faults.partition_ticks_min = 10;
     faults.whole_ticks_min = 50;
     return faults;
+  }
+
+  // Latent sector errors and bit flips in the WAL of backups (replica 0 stays primary: views
+  // change only by replica_count), and torn writes at crashes: what a backup repairs from the
+  // primary. The primary's WAL, grid and client replies are not repaired from peers yet
+  // (docs/vsr-protocol.md, "Limits").
+  void storage_faults_allow(io::sim::Storage& storage) {
+    const journal::Zone headers = layout_.zone(journal::ZoneKind::wal_headers);
+    const journal::Zone prepares = layout_.zone(journal::ZoneKind::wal_prepares);
+    for (const journal::Zone& zone : {headers, prepares}) {
+      const io::sim::FaultZone fault_zone{.offset = zone.offset, .size = zone.size};
+      storage.faults_allow(io::sim::Fault::read_error, fault_zone);
+      storage.faults_allow(io::sim::Fault::bit_flip, fault_zone);
+      storage.faults_allow(io::sim::Fault::torn_write, fault_zone);
+    }
+    storage.fault_rates_set(io::sim::FaultRates{.read_error_ppm = 2'000,
+                                                .bit_flip_ppm = 2'000,
+                                                .misdirected_write_ppm = 0,
+                                                .torn_write_ppm = 300'000});
   }
 
   void format(ReplicaNode& node) {
@@ -523,6 +547,16 @@ class Simulation {
     }
   }
 
+  u64 storage_fault_count() const {
+    u64 total = 0;
+    for (const ReplicaNode& node : replicas_) {
+      for (u32 fault = 0; fault < io::sim::fault_kind_count; fault += 1) {
+        total += node.storage->fault_count(static_cast<io::sim::Fault>(fault));
+      }
+    }
+    return total;
+  }
+
   // What the cluster looks like, for a failing run.
   void dump() const {
     for (const ReplicaNode& node : replicas_) {
@@ -677,13 +711,15 @@ int main(int argc, char** argv) {
       options.crashes = true;
     } else if (std::strcmp(argument, "--faults") == 0) {
       options.faults = true;
+    } else if (std::strcmp(argument, "--storage-faults") == 0) {
+      options.storage_faults = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
       if (end == argument || *end != '\0') {
         std::fprintf(stderr,
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
-                     "[--ticks=N] [--crashes] [--faults] SEED...\n");
+                     "[--ticks=N] [--crashes] [--faults] [--storage-faults] SEED...\n");
         return 2;
       }
       seeds.push_back(seed);
