@@ -3,10 +3,12 @@
 //
 // The workload (simulator.cpp) only sends what this model predicts exactly: accounts on one
 // ledger without balance limits, created fresh or repeated exactly (exists); single-phase
-// transfers between accounts that may not exist yet (not found, which burns the id), created
-// fresh or repeated exactly (exists); lookups of accounts and transfers. The state machine's own
-// randomized model test covers the full semantics; this model is what lets the simulator check
-// every reply byte for byte after replication, crashes and retries.
+// transfers and pending transfers with a timeout between accounts that may not exist yet (not
+// found, which burns the id), created fresh or repeated exactly (exists); lookups of accounts
+// and transfers. Pending transfers are never posted or voided: the primary's pulses expire them
+// (pulse(), protocol §7.9), which the simulator learns from the replicas' committed log. The
+// state machine's own randomized model test covers the full semantics; this model is what
+// lets the simulator check every reply byte for byte after replication, crashes and retries.
 //
 // apply() runs one committed operation given its reply timestamp (protocol §7.1: the request's
 // N events got P - N + 1 ... P) and returns the reply body the state machine must have sent.
@@ -37,6 +39,24 @@ class LedgerModel {
       default: break;
     }
     std::abort();  // The workload sends nothing else.
+  }
+
+  // A pulse at `timestamp`: every pending transfer due by then expires (the workload never
+  // has more due than one pulse takes). Returns how many.
+  u32 pulse(u64 timestamp) {
+    u32 expired = 0;
+    for (auto position = expiries_.begin(); position != expiries_.end();) {
+      if (position->second > timestamp) {
+        ++position;
+        continue;
+      }
+      const Transfer& transfer = transfers_.at(position->first);
+      accounts_[transfer.debit_account_id].debits_pending -= transfer.amount;
+      accounts_[transfer.credit_account_id].credits_pending -= transfer.amount;
+      position = expiries_.erase(position);
+      expired += 1;
+    }
+    return expired;
   }
 
   const std::map<u128, Account>& accounts() const { return accounts_; }
@@ -129,8 +149,14 @@ class LedgerModel {
           Transfer transfer = event;
           transfer.timestamp = event_timestamp;
           transfers_[event.id] = transfer;
-          accounts_[event.debit_account_id].debits_posted += event.amount;
-          accounts_[event.credit_account_id].credits_posted += event.amount;
+          if ((event.flags & transfer_flags::pending) != 0) {
+            accounts_[event.debit_account_id].debits_pending += event.amount;
+            accounts_[event.credit_account_id].credits_pending += event.amount;
+            expiries_[event.id] = event_timestamp + u64{event.timeout} * 1'000'000'000;
+          } else {
+            accounts_[event.debit_account_id].debits_posted += event.amount;
+            accounts_[event.credit_account_id].credits_posted += event.amount;
+          }
           result.status = CreateTransferStatus::created;
         }
         out.push_back(result);
@@ -167,6 +193,7 @@ class LedgerModel {
   std::map<u128, Account> accounts_;
   std::map<u128, Transfer> transfers_;
   std::set<u128> burned_;
+  std::map<u128, u64> expiries_;  // Pending transfer id -> when it expires.
 };
 
 }  // namespace tally::simulator

@@ -203,10 +203,11 @@ class Simulation {
     final_check();
     std::printf("simulator: seed %" PRIu64 " ok: %u replicas, %u clients, %" PRIu64
                 " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
-                " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %u stale\n",
+                " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %" PRIu64
+                " expiries, %u stale\n",
                 options_.seed, options_.replica_count, options_.client_count, model_op_, tick,
                 crashes_, network_->stats().dropped_total(), network_->stats().sent,
-                storage_fault_count(), stale_);
+                storage_fault_count(), expired_, stale_);
   }
 
  private:
@@ -458,6 +459,11 @@ class Simulation {
         transfer.amount = prng_.range_inclusive<u64>(1, 100);
         transfer.ledger = 1;
         transfer.code = 1;
+        if (prng_.chance(Ratio{1, 4})) {
+          // Expires 1-3 s later (100-300 ticks) through the primary's pulse.
+          transfer.flags = transfer_flags::pending;
+          transfer.timeout = static_cast<u32>(prng_.range_inclusive<u64>(1, 3));
+        }
         transfers.push_back(transfer);
       }
       node.transfers_sent = transfers;
@@ -495,6 +501,18 @@ class Simulation {
 
   void model_advance() {
     while (true) {
+      const auto pulse = pulses_.find(model_op_ + 1);
+      if (pulse != pulses_.end()) {
+        if (pulse->second <= model_timestamp_) {
+          fail(options_, "a pulse's timestamp does not increase with the op at op " +
+                             std::to_string(pulse->first));
+        }
+        model_timestamp_ = pulse->second;
+        expired_ += model_.pulse(pulse->second);
+        model_op_ = pulse->first;
+        pulses_.erase(pulse);
+        continue;
+      }
       const auto next = observed_.find(model_op_ + 1);
       if (next == observed_.end()) return;
       const Observed& observed = next->second;
@@ -524,6 +542,12 @@ class Simulation {
       for (u64 op = node.checked_op + 1; op <= commit; op += 1) {
         const std::optional<u128> checksum = node.replica->checksum_of(op);
         if (!checksum.has_value()) continue;  // Reused by the WAL after a checkpoint.
+        // Pulses have no client to report them: the model learns them from the log.
+        const Header* prepare = node.replica->wal().header_with_op(op);
+        if (prepare != nullptr && prepare->prepare.operation == Operation::pulse &&
+            op > model_op_) {
+          pulses_.emplace(op, prepare->prepare.timestamp);
+        }
         const auto [position, inserted] = chain_.emplace(op, *checksum);
         if (!inserted && position->second != *checksum) {
           fail(options_, "replica " + std::to_string(node.index) + " committed a different op " +
@@ -532,6 +556,7 @@ class Simulation {
       }
       if (commit > node.checked_op) node.checked_op = commit;
     }
+    model_advance();
     // Identical state at equal commit numbers.
     if (++check_count_ % 64 == 0) {
       std::map<u64, u128> digests;
@@ -667,6 +692,8 @@ class Simulation {
   u64 transfer_counter_ = 0;
   simulator::LedgerModel model_;
   std::map<u64, Observed> observed_;
+  std::map<u64, u64> pulses_;  // Committed pulses the model has not applied: op -> timestamp.
+  u64 expired_ = 0;
   u64 model_op_ = 0;
   u64 model_timestamp_ = 0;
   std::map<u64, u128> chain_;
