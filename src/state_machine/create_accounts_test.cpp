@@ -20,6 +20,7 @@
 
 #include "src/state_machine/doctest_u128.hpp"
 #include "src/state_machine/state_machine.hpp"
+#include "src/state_machine/test_records.hpp"
 #include "tally/records.hpp"
 
 namespace {
@@ -55,39 +56,8 @@ constexpr u64 timestamp_max = (u64{1} << 63) - 1;
     CHECK(result_.reserved == 0);                                                        \
   } while (0)
 
-struct AccountSpec {
-  u128 id = 0;
-  u128 debits_pending = 0;
-  u128 debits_posted = 0;
-  u128 credits_pending = 0;
-  u128 credits_posted = 0;
-  u128 user_data_128 = 0;
-  u64 user_data_64 = 0;
-  u32 user_data_32 = 0;
-  u32 reserved = 0;
-  u32 ledger = 1;
-  u16 code = 1;
-  u16 flags = 0;
-  u64 timestamp = 0;
-};
-
-Account account_of(const AccountSpec& spec) {
-  Account account{};
-  account.id = spec.id;
-  account.debits_pending = spec.debits_pending;
-  account.debits_posted = spec.debits_posted;
-  account.credits_pending = spec.credits_pending;
-  account.credits_posted = spec.credits_posted;
-  account.user_data_128 = spec.user_data_128;
-  account.user_data_64 = spec.user_data_64;
-  account.user_data_32 = spec.user_data_32;
-  account.reserved = spec.reserved;
-  account.ledger = spec.ledger;
-  account.code = spec.code;
-  account.flags = spec.flags;
-  account.timestamp = spec.timestamp;
-  return account;
-}
+using tally::state_machine::testing::AccountSpec;
+using tally::state_machine::testing::account_of;
 
 Transfer transfer_of(u128 id, u128 debit_account_id, u128 credit_account_id, u128 amount,
                      u16 flags) {

@@ -20,6 +20,7 @@
 
 #include "src/state_machine/doctest_u128.hpp"
 #include "src/state_machine/state_machine.hpp"
+#include "src/state_machine/test_records.hpp"
 #include "tally/records.hpp"
 
 namespace {
@@ -55,39 +56,8 @@ constexpr u128 two_127 = u128{1} << 127;
     CHECK(result_.reserved == 0);                                                        \
   } while (0)
 
-struct TransferSpec {
-  u128 id = 0;
-  u128 debit_account_id = 0;
-  u128 credit_account_id = 0;
-  u128 amount = 0;
-  u128 pending_id = 0;
-  u128 user_data_128 = 0;
-  u64 user_data_64 = 0;
-  u32 user_data_32 = 0;
-  u32 timeout = 0;
-  u32 ledger = 1;
-  u16 code = 1;
-  u16 flags = 0;
-  u64 timestamp = 0;
-};
-
-Transfer transfer_of(const TransferSpec& spec) {
-  Transfer transfer{};
-  transfer.id = spec.id;
-  transfer.debit_account_id = spec.debit_account_id;
-  transfer.credit_account_id = spec.credit_account_id;
-  transfer.amount = spec.amount;
-  transfer.pending_id = spec.pending_id;
-  transfer.user_data_128 = spec.user_data_128;
-  transfer.user_data_64 = spec.user_data_64;
-  transfer.user_data_32 = spec.user_data_32;
-  transfer.timeout = spec.timeout;
-  transfer.ledger = spec.ledger;
-  transfer.code = spec.code;
-  transfer.flags = spec.flags;
-  transfer.timestamp = spec.timestamp;
-  return transfer;
-}
+using tally::state_machine::testing::TransferSpec;
+using tally::state_machine::testing::transfer_of;
 
 Account account_of(u128 id, u32 ledger, u16 flags, u64 timestamp = 0) {
   Account account{};

@@ -15,6 +15,7 @@
 
 #include "src/state_machine/doctest_u128.hpp"
 #include "src/state_machine/state_machine.hpp"
+#include "src/state_machine/test_records.hpp"
 #include "tally/records.hpp"
 
 namespace {
@@ -44,63 +45,10 @@ constexpr u64 timestamp_max = (u64{1} << 63) - 1;
 constexpr u64 u64_max = ~u64{0};
 constexpr u32 batch_max = 8189;  // BATCH_MAX of the Node client.
 
-struct AccountSpec {
-  u128 id = 0;
-  u128 user_data_128 = 0;
-  u64 user_data_64 = 0;
-  u32 user_data_32 = 0;
-  u32 ledger = 1;
-  u16 code = 1;
-  u16 flags = 0;
-  u64 timestamp = 0;
-};
-
-Account account_of(const AccountSpec& spec) {
-  Account account{};
-  account.id = spec.id;
-  account.user_data_128 = spec.user_data_128;
-  account.user_data_64 = spec.user_data_64;
-  account.user_data_32 = spec.user_data_32;
-  account.ledger = spec.ledger;
-  account.code = spec.code;
-  account.flags = spec.flags;
-  account.timestamp = spec.timestamp;
-  return account;
-}
-
-struct TransferSpec {
-  u128 id = 0;
-  u128 debit_account_id = 0;
-  u128 credit_account_id = 0;
-  u128 amount = 0;
-  u128 pending_id = 0;
-  u128 user_data_128 = 0;
-  u64 user_data_64 = 0;
-  u32 user_data_32 = 0;
-  u32 timeout = 0;
-  u32 ledger = 1;
-  u16 code = 1;
-  u16 flags = 0;
-  u64 timestamp = 0;
-};
-
-Transfer transfer_of(const TransferSpec& spec) {
-  Transfer transfer{};
-  transfer.id = spec.id;
-  transfer.debit_account_id = spec.debit_account_id;
-  transfer.credit_account_id = spec.credit_account_id;
-  transfer.amount = spec.amount;
-  transfer.pending_id = spec.pending_id;
-  transfer.user_data_128 = spec.user_data_128;
-  transfer.user_data_64 = spec.user_data_64;
-  transfer.user_data_32 = spec.user_data_32;
-  transfer.timeout = spec.timeout;
-  transfer.ledger = spec.ledger;
-  transfer.code = spec.code;
-  transfer.flags = spec.flags;
-  transfer.timestamp = spec.timestamp;
-  return transfer;
-}
+using tally::state_machine::testing::AccountSpec;
+using tally::state_machine::testing::account_of;
+using tally::state_machine::testing::TransferSpec;
+using tally::state_machine::testing::transfer_of;
 
 struct AccountFilterSpec {
   u128 account_id = 0;

@@ -407,14 +407,21 @@ class Replica {
     return message;
   }
 
-  static void replay_read_callback(typename journal::Wal<S>::Read* read) {
-    auto* self = static_cast<Replica*>(read->context);
-    base::Message* message = self->commit_read_take(read);
+  // While opening, an op of the log that does not read back intact cannot be fetched from a
+  // peer yet (the replica is not running): stop.
+  base::Message* open_read_take(typename journal::Wal<S>::Read* read) {
+    base::Message* message = commit_read_take(read);
     if (message == nullptr) {
       base::fatal(base::FatalReason::data_file_invalid,
                   "the WAL's op %llu cannot be read back intact",
                   static_cast<unsigned long long>(read->op));
     }
+    return message;
+  }
+
+  static void replay_read_callback(typename journal::Wal<S>::Read* read) {
+    auto* self = static_cast<Replica*>(read->context);
+    base::Message* message = self->open_read_take(read);
     self->execute(message);
     self->pool().unref(message);
     self->replay_next();
@@ -422,12 +429,7 @@ class Replica {
 
   static void reload_read_callback(typename journal::Wal<S>::Read* read) {
     auto* self = static_cast<Replica*>(read->context);
-    base::Message* message = self->commit_read_take(read);
-    if (message == nullptr) {
-      base::fatal(base::FatalReason::data_file_invalid,
-                  "the WAL's op %llu cannot be read back intact",
-                  static_cast<unsigned long long>(read->op));
-    }
+    base::Message* message = self->open_read_take(read);
     TALLY_ASSERT(self->pipeline_count_ < pipeline_max);
     self->cache_put(message);
     PipelineEntry& entry = self->pipeline_[self->pipeline_count_];
@@ -552,8 +554,9 @@ class Replica {
         return;
       case RequestAction::prepare: break;
     }
-    // 10. Already being prepared or waiting: the reply will come.
-    if (client_in_flight(header.request.client, from_queue ? message : nullptr)) {
+    // 10. Already being prepared or waiting: the reply will come. (A queued request has left
+    // the queue before it gets here.)
+    if (client_in_flight(header.request.client)) {
       stats_.requests_dropped += 1;
       return;
     }
@@ -561,9 +564,6 @@ class Replica {
                         request_queue_count_ > 0)) {
       request_enqueue(message);
       return;
-    }
-    if (pipeline_count_ == pipeline_max || op_ + 1 > op_prepare_max()) {
-      TALLY_ASSERT(!from_queue, "a queued request is prepared only when there is room");
     }
     const Operation operation = header.request.operation;
     if (operation_is_state_machine(operation) &&
@@ -579,13 +579,13 @@ class Replica {
 
   u32 batch_size_limit() const { return message_size_max - header_size; }
 
-  bool client_in_flight(u128 client, const base::Message* except) const {
+  bool client_in_flight(u128 client) const {
     for (u32 index = 0; index < pipeline_count_; index += 1) {
       if (pipeline_[index].prepare->header().prepare.client == client) return true;
     }
     for (u32 index = 0; index < request_queue_count_; index += 1) {
       const base::Message* queued = request_queue_[request_queue_index(index)];
-      if (queued != except && queued->header().request.client == client) return true;
+      if (queued->header().request.client == client) return true;
     }
     return false;
   }

@@ -236,27 +236,27 @@ struct TestClient {
                   replica, nullptr);
   }
 
-  std::optional<Header> create_transfers(std::span<const Transfer> transfers, u8 replica = 0) {
+  // One batch of `events`, multi-batch encoded (protocol §8.2).
+  template <typename Event>
+  static std::vector<std::byte> body_of(std::span<const Event> events) {
     std::vector<std::byte> body(message_body_size_max);
-    MultiBatchEncoder encoder(body, sizeof(Transfer));
+    MultiBatchEncoder encoder(body, sizeof(Event));
     REQUIRE(encoder.batch_begin() == MultiBatchEncodeError::none);
-    std::memcpy(encoder.writable().data(), transfers.data(), transfers.size_bytes());
-    REQUIRE(encoder.commit(static_cast<u32>(transfers.size())) == MultiBatchEncodeError::none);
+    std::memcpy(encoder.writable().data(), events.data(), events.size_bytes());
+    REQUIRE(encoder.commit(static_cast<u32>(events.size())) == MultiBatchEncodeError::none);
     REQUIRE(encoder.finish() == MultiBatchEncodeError::none);
     body.resize(encoder.size());
-    return submit(request_make(Operation::create_transfers, body), replica, nullptr);
+    return body;
+  }
+
+  std::optional<Header> create_transfers(std::span<const Transfer> transfers, u8 replica = 0) {
+    return submit(request_make(Operation::create_transfers, body_of(transfers)), replica,
+                  nullptr);
   }
 
   std::optional<Header> create_accounts(std::span<const Account> accounts,
                                         std::vector<std::byte>* reply, u8 replica = 0) {
-    std::vector<std::byte> body(message_body_size_max);
-    MultiBatchEncoder encoder(body, sizeof(Account));
-    REQUIRE(encoder.batch_begin() == MultiBatchEncodeError::none);
-    std::memcpy(encoder.writable().data(), accounts.data(), accounts.size_bytes());
-    REQUIRE(encoder.commit(static_cast<u32>(accounts.size())) == MultiBatchEncodeError::none);
-    REQUIRE(encoder.finish() == MultiBatchEncodeError::none);
-    body.resize(encoder.size());
-    return submit(request_make(Operation::create_accounts, body), replica, reply);
+    return submit(request_make(Operation::create_accounts, body_of(accounts)), replica, reply);
   }
 };
 

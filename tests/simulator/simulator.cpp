@@ -38,6 +38,7 @@
 #include "journal/superblock.hpp"
 #include "src/base/message_pool.hpp"
 #include "src/base/prng.hpp"
+#include "src/client/request_body.hpp"
 #include "src/client/session.hpp"
 #include "src/state_machine/config.hpp"
 #include "src/vsr/replica.hpp"
@@ -397,25 +398,24 @@ class Simulation {
     }
   }
 
-  u128 account_id_random(ClientNode& node) {
-    (void)node;
+  u128 account_id_random() {
     // Accounts are numbered per client; any client may name any of them, created or not yet.
     const u32 owner = static_cast<u32>(prng_.index(clients_.size()));
     const u64 number = prng_.range_inclusive<u64>(1, account_counters_[owner] + 2);
     return (u128{owner + 1} << 64) | number;
   }
 
+  // One batch, encoded by the client library as any client would.
   template <typename Event>
-  static std::vector<std::byte> encode_one_batch(const std::vector<Event>& events) {
+  std::vector<std::byte> encode_one_batch(Operation operation, const std::vector<Event>& events) {
     std::vector<std::byte> body(message_body_size_max);
-    MultiBatchEncoder encoder(body, sizeof(Event));
-    if (encoder.batch_begin() != MultiBatchEncodeError::none) std::abort();
-    std::memcpy(encoder.writable().data(), events.data(), events.size() * sizeof(Event));
-    if (encoder.commit(static_cast<u32>(events.size())) != MultiBatchEncodeError::none) {
-      std::abort();
+    const client::BodyEncoding encoded =
+        client::encode_batch<Event>(operation, std::span<const Event>(events), body);
+    if (encoded.error != ClientError::ok) {
+      fail(options_, std::string("the workload built an invalid body: ") +
+                         tally::name(encoded.error));
     }
-    if (encoder.finish() != MultiBatchEncodeError::none) std::abort();
-    body.resize(encoder.size());
+    body.resize(encoded.size);
     return body;
   }
 
@@ -439,7 +439,7 @@ class Simulation {
         node.accounts_created.push_back(account);
         accounts.push_back(account);
       }
-      body = encode_one_batch(accounts);
+      body = encode_one_batch(Operation::create_accounts, accounts);
       return Operation::create_accounts;
     }
     if (kind < 7) {
@@ -452,9 +452,9 @@ class Simulation {
         transfer_counter_ += 1;
         Transfer transfer{};
         transfer.id = (u128{0x7} << 96) | transfer_counter_;
-        transfer.debit_account_id = account_id_random(node);
+        transfer.debit_account_id = account_id_random();
         do {
-          transfer.credit_account_id = account_id_random(node);
+          transfer.credit_account_id = account_id_random();
         } while (transfer.credit_account_id == transfer.debit_account_id);
         transfer.amount = prng_.range_inclusive<u64>(1, 100);
         transfer.ledger = 1;
@@ -467,20 +467,21 @@ class Simulation {
         transfers.push_back(transfer);
       }
       node.transfers_sent = transfers;
-      body = encode_one_batch(transfers);
+      body = encode_one_batch(Operation::create_transfers, transfers);
       return Operation::create_transfers;
     }
     std::vector<u128> ids;
     const bool accounts = kind < 9;
     for (u32 index = 0; index < count; index += 1) {
       if (accounts) {
-        ids.push_back(account_id_random(node));
+        ids.push_back(account_id_random());
       } else {
         ids.push_back((u128{0x7} << 96) | prng_.range_inclusive<u64>(1, transfer_counter_ + 2));
       }
     }
-    body = encode_one_batch(ids);
-    return accounts ? Operation::lookup_accounts : Operation::lookup_transfers;
+    const Operation operation = accounts ? Operation::lookup_accounts : Operation::lookup_transfers;
+    body = encode_one_batch(operation, ids);
+    return operation;
   }
 
   // --------------------------------------------------------------------------------------
