@@ -40,9 +40,15 @@ namespace {
 
 using Session = client::Session<io::MessageBus>;
 
-// The message pool of one client: a receive buffer and one copied message per connection, the
-// request in flight and the next, a ping, and room for the bus's queued references to linger.
-constexpr u32 messages_per_replica = 2;
+// At most this many messages wait to be sent on one connection, as TigerBeetle's clients do
+// (protocol §1.2): more are dropped and the request's timeout retransmits it. The bound is what
+// keeps a replica that accepts but does not read (still starting) from holding every message
+// of the pool in its queue, which would leave none for the user's next call.
+constexpr u32 send_queue_max = 2;
+// The message pool of one client: per connection a receive buffer, a copied message and the
+// send queue; besides, the request in flight and the next, a ping, and room for references the
+// bus lets go of only when a send completes.
+constexpr u32 messages_per_replica = 2 + send_queue_max;
 constexpr u32 messages_fixed = 6;
 
 u128 client_id_random() {
@@ -96,6 +102,7 @@ struct Client::Implementation {
                  .cluster = options.cluster,
                  .addresses = addresses,
                  .connections_max = replica_count,
+                 .send_queue_max = send_queue_max,
              },
              on_message, this);
     session.emplace(bus, client::SessionOptions{

@@ -139,7 +139,6 @@ class Replica {
     TALLY_ASSERT(options.replica < options.replica_count);
     TALLY_ASSERT(layout.config().message_size_max == message_size_max,
                  "the replica needs whole-size messages (any reply must fit)");
-    TALLY_ASSERT(bus.pool().message_size() >= message_size_max);
     superblock_.context = this;
     wal_completion_.context = this;
     state_machine_.init(options.state_machine);
@@ -189,8 +188,10 @@ class Replica {
 
   // Opens the data file: superblock, WAL recovery, replay of the log. `callback` runs when the
   // replica is normal; fatal() stops the process when the file belongs elsewhere.
+  // The bus must be ready (its pool set) from here on; the constructor does not touch it.
   void open(OpenCallback callback) {
     TALLY_ASSERT(status_ == ReplicaStatus::init);
+    TALLY_ASSERT(pool().message_size() >= message_size_max);
     status_ = ReplicaStatus::opening;
     open_callback_ = callback;
     superblock_.open(true, superblock_open_callback);
