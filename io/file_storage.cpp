@@ -25,6 +25,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "io/released_soon.hpp"
+
 namespace tally::io {
 
 namespace {
@@ -102,19 +104,15 @@ int directory_fsync(const char* path) {
 }
 
 // Takes the data file's advisory lock: exclusive for a replica, shared for a reader. The lock
-// belongs to the open file description, and a process that was just killed can keep it for a
-// moment: its io_uring holds the file until the operations in flight finish. So a refusal is
-// retried a few times before it counts (a replica restarted at once by a supervisor or a test).
+// belongs to the open file description, which a replica killed a moment ago can still hold
+// (released_soon.hpp).
 int lock_retrying(int fd, bool shared) {
-  constexpr u32 attempt_count = 5;
-  constexpr long attempt_interval_ns = 50'000'000;
-  for (u32 attempt = 1;; attempt += 1) {
-    if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) return 0;
-    if (errno == EINTR) continue;
-    if (errno != EWOULDBLOCK || attempt == attempt_count) return errno;
-    const struct timespec interval = {0, attempt_interval_ns};
-    nanosleep(&interval, nullptr);
-  }
+  return retry_while_busy(EWOULDBLOCK, [fd, shared] {
+    while (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+      if (errno != EINTR) return errno;
+    }
+    return 0;
+  });
 }
 
 [[noreturn]] void direct_io_fatal(const char* path) {

@@ -39,6 +39,7 @@
 #include <cstring>
 #include <new>
 
+#include "io/released_soon.hpp"
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
 
@@ -295,17 +296,24 @@ void MessageBus::listen() {
   const std::string_view name = address_format(address, text);
   const int name_length = static_cast<int>(name.size());
 
-  listener_ = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (listener_ < 0) {
-    base::fatal(base::FatalReason::address_invalid, "cannot listen on %.*s: socket: %s (%s)",
-                name_length, name.data(), errno_name(errno), std::strerror(errno));
-  }
   // A restarted replica must be able to bind while connections of its previous run linger in
-  // TIME_WAIT.
-  socket_option_set(listener_, SOL_SOCKET, SO_REUSEADDR, 1);
-  if (::bind(listener_, address.sockaddr_pointer(), address.size) != 0 ||
-      ::listen(listener_, listen_backlog) != 0) {
-    const int error = errno;
+  // TIME_WAIT, and while a previous run killed a moment ago still holds its listening socket
+  // (released_soon.hpp). Each attempt starts from a new socket: one whose listen() failed is
+  // left bound.
+  const int error = retry_while_busy(EADDRINUSE, [this, &address] {
+    listener_ = ::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (listener_ < 0) return errno;
+    socket_option_set(listener_, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (::bind(listener_, address.sockaddr_pointer(), address.size) == 0 &&
+        ::listen(listener_, listen_backlog) == 0) {
+      return 0;
+    }
+    const int attempt_error = errno;
+    ::close(listener_);
+    listener_ = -1;
+    return attempt_error;
+  });
+  if (error != 0) {
     if (error == EADDRINUSE) {
       base::fatal(base::FatalReason::address_in_use,
                   "cannot listen on %.*s: the address is in use. Is another replica or "

@@ -23,10 +23,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/base/allocation_guard.hpp"
@@ -941,6 +943,32 @@ TEST_SUITE("io_message_bus") {
     CHECK(result.exit_code == static_cast<int>(base::FatalReason::address_in_use));
     CHECK(result.stderr_contains("127.0.0.1:" + std::to_string(port)));
     CHECK(result.stderr_contains("in use"));
+  }
+
+  // What a replica restarted at once after a kill -9 meets: its previous run's listening socket
+  // is still open for a moment (its io_uring is torn down asynchronously).
+  TEST_CASE("io_message_bus: a listen address released within the grace period is taken") {
+    const int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(holder >= 0);
+    const Address any = address_loopback(0);
+    REQUIRE(::bind(holder, any.sockaddr_pointer(), any.size) == 0);
+    REQUIRE(::listen(holder, 1) == 0);
+    const u16 port = address_of_socket(holder).port();
+    std::thread releaser([holder] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      ::close(holder);
+    });
+
+    Loop loop;
+    loop.init(32);
+    base::MessagePool pool;
+    pool.init(2, 4096);
+    const Address addresses[] = {address_loopback(port)};
+    MessageBus bus;
+    bus.init(&loop, &pool, {.addresses = addresses}, [](void*, base::Message*) {}, nullptr);
+    releaser.join();
+    CHECK(bus.listen_port() == port);
+    bus.deinit();
   }
 }
 

@@ -10,7 +10,9 @@
 // Stops: SIGINT or SIGTERM end the loop at the next tick, with a clean exit 0 (what was
 // acknowledged is durable at every moment, so a kill -9 loses nothing either); environmental
 // problems stop through base::fatal with their exit codes (a port in use, a data file of
-// another cluster or replica count, a damaged WAL).
+// another cluster or replica count, a damaged WAL). A port or data file lock that is busy is
+// retried for up to 3 s first: a replica killed a moment ago still holds both until its
+// io_uring is torn down (io/released_soon.hpp), and a supervisor restarts at once.
 #include <signal.h>
 
 #include <cstdio>
