@@ -110,6 +110,7 @@ struct ReplicaStats {
   u64 prepares_ignored = 0;
   u64 prepares_truncated = 0;
   u64 prepares_repaired = 0;  // Damaged WAL entries rewritten from the primary's copy.
+  u64 prepares_held = 0;      // Waited for room in the WAL write queue (a slow disk).
   u64 repairs_requested = 0;
   u64 checkpoints = 0;
   u64 messages_invalid = 0;
@@ -853,7 +854,7 @@ class Replica {
         // the log up to it is the primary's (the hash chain).
         if (op <= op_ && !log_dirty(op)) prepare_ok_send(header);
         if (op <= op_ && op > op_verified_) op_verified_ = op;
-        if (op <= op_ && log_dirty(op) && !write_queued(op) &&
+        if (op <= op_ && log_dirty(op) && !write_queued(op) && !write_queue_full() &&
             !wal_.writing(wal_.slot_for_op(op))) {
           // The entry here is known but its prepare is not durable (a read found it damaged):
           // this copy repairs it.
@@ -890,9 +891,20 @@ class Replica {
       stats_.prepares_ignored += 1;
       return;
     }
+    if (write_queue_full()) {
+      // This backup's disk is behind the cluster (which commits without it): the prepare waits,
+      // unacknowledged, until a write completes (held_prepares_append()).
+      if (op - commit_min_ < prepare_cache_max) cache_put(message);
+      stats_.prepares_held += 1;
+      return;
+    }
     prepare_append(message);
-    // Held prepares that now follow.
-    while (op_ < op_prepare_max()) {
+    held_prepares_append();
+  }
+
+  // Appends the held prepares that follow the head, as far as the write queue has room.
+  void held_prepares_append() {
+    while (op_ < op_prepare_max() && !write_queue_full()) {
       base::Message* next = cache_get(op_ + 1);
       if (next == nullptr || next->header().prepare.parent != head_checksum_) break;
       if (log_header(op_ + 1) != nullptr) break;
@@ -1103,8 +1115,12 @@ class Replica {
     return (write_queue_head_ + position) % prepare_cache_max;
   }
 
+  // A primary's queue never fills (its pipeline is shorter); a backup stops accepting prepares
+  // while its queue is full.
+  bool write_queue_full() const { return write_queue_count_ == prepare_cache_max; }
+
   void write_enqueue(base::Message* message) {
-    TALLY_ASSERT(write_queue_count_ < prepare_cache_max, "WAL write queue overflow");
+    TALLY_ASSERT(!write_queue_full(), "WAL write queue overflow");
     write_queue_[write_queue_index(write_queue_count_)] = pool().ref(message);
     write_queue_count_ += 1;
     write_pump();
@@ -1144,6 +1160,9 @@ class Replica {
     self->write_done(message->header());
     self->pool().unref(message);
     self->write_pump();
+    if (self->status_ == ReplicaStatus::normal && !self->primary()) {
+      self->held_prepares_append();
+    }
   }
 
   void write_done(const Header& header) {

@@ -2,14 +2,16 @@
 // simulated storage, network and time, driven by one seed.
 //
 //   simulator [--replicas=N] [--clients=N] [--requests=N] [--crashes] [--faults]
-//             [--storage-faults] SEED...
+//             [--storage-faults] [--slow-disk] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
 // ledger_model.hpp says why these) through the real client session logic, while the network
 // loses, delays, reorders and duplicates packets and partitions replicas, (with --crashes)
 // replicas crash and restart, some with torn or lost writes, and (with --storage-faults) the
-// backups' WALs suffer latent sector errors and bit flips. After every tick the checkers run:
+// backups' WALs suffer latent sector errors and bit flips, and (with --slow-disk) one backup's
+// writes take tens of ticks, so that the cluster commits without it and its write queue fills.
+// After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
 //   - state: replicas at the same commit number have the same ledger digest;
 //   - replies: every reply a client accepts equals, byte for byte, what the reference model
@@ -58,6 +60,11 @@ using Replica = vsr::Replica<io::sim::Storage, Network::Endpoint, io::sim::Time>
 using Session = client::Session<Network::Endpoint>;
 
 constexpr u128 cluster_id = 3;
+// --slow-disk: far slower than the network's round trip, so the slow backup's WAL writes fall
+// behind the prepares it receives.
+constexpr u32 slow_disk_latency_min_ticks = 40;
+constexpr u32 slow_disk_latency_max_ticks = 120;
+constexpr u32 slow_disk_slot_count = 256;
 
 struct Options {
   u64 seed = 0;
@@ -67,6 +74,7 @@ struct Options {
   bool crashes = false;
   bool faults = false;
   bool storage_faults = false;
+  bool slow_disk = false;
   u64 ticks_max = 200'000;
 };
 
@@ -75,9 +83,12 @@ struct Options {
   std::exit(1);
 }
 
-journal::LayoutConfig layout_config() {
+journal::LayoutConfig layout_config(const Options& options) {
   journal::LayoutConfig config = journal::LayoutConfig::testing();
   config.message_size_max = message_size_max;  // The replica needs whole-size messages.
+  // A WAL far longer than the slow backup's write queue: the queue, not the WAL window, is what
+  // must hold back a backup whose disk falls behind.
+  if (options.slow_disk) config.slot_count = slow_disk_slot_count;
   config.grid_block_count = 512;
   return config;
 }
@@ -124,7 +135,7 @@ class Simulation {
   explicit Simulation(const Options& options)
       : options_(options),
         prng_(options.seed),
-        layout_(layout_config()),
+        layout_(layout_config(options)),
         time_(io::sim::TimeOptions{}) {
     pool_.init(2048, message_size_max);
     io::sim::NetworkOptions network_options{
@@ -144,13 +155,18 @@ class Simulation {
       ReplicaNode& node = replicas_[index];
       node.simulation = this;
       node.index = index;
+      // The last replica is a backup in every view this cluster reaches (a restarted primary
+      // moves on by replica_count views and stays primary).
+      const bool slow = options.slow_disk && index == options.replica_count - 1 && index != 0;
       node.storage = std::make_unique<io::sim::Storage>(io::sim::StorageOptions{
           .size = layout_.size(),
           .seed = options.seed * 31 + index,
           .read_latency_min_ticks = 1,
           .read_latency_max_ticks = options.faults ? 5u : 1u,
-          .write_latency_min_ticks = 1,
-          .write_latency_max_ticks = options.faults ? 8u : 1u,
+          .write_latency_min_ticks = slow ? slow_disk_latency_min_ticks : 1u,
+          .write_latency_max_ticks = slow ? slow_disk_latency_max_ticks
+                                     : options.faults ? 8u
+                                                      : 1u,
       });
       format(node);
       if (options.storage_faults && index != 0) storage_faults_allow(*node.storage);
@@ -741,13 +757,16 @@ int main(int argc, char** argv) {
       options.faults = true;
     } else if (std::strcmp(argument, "--storage-faults") == 0) {
       options.storage_faults = true;
+    } else if (std::strcmp(argument, "--slow-disk") == 0) {
+      options.slow_disk = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
       if (end == argument || *end != '\0') {
         std::fprintf(stderr,
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
-                     "[--ticks=N] [--crashes] [--faults] [--storage-faults] SEED...\n");
+                     "[--ticks=N] [--crashes] [--faults] [--storage-faults] [--slow-disk] "
+                     "SEED...\n");
         return 2;
       }
       seeds.push_back(seed);
