@@ -10,5 +10,6 @@ namespace tally::cli {
 int command_format(std::span<char*> arguments);
 int command_inspect(std::span<char*> arguments);
 int command_start(std::span<char*> arguments);
+int command_benchmark(std::span<char*> arguments);
 
 }  // namespace tally::cli

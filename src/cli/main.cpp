@@ -1,6 +1,6 @@
 // `tally`: the command-line entry point. Parses the subcommand and hands over to it. Each command
-// lives in its own file here (format.cpp, inspect.cpp, start.cpp); later issues add repl, submit
-// and benchmark.
+// lives in its own file here (format.cpp, inspect.cpp, start.cpp, benchmark.cpp); later issues
+// add repl and submit.
 #include <cstdio>
 #include <cstring>
 #include <span>
@@ -17,6 +17,7 @@ constexpr const char* usage_text =
     "  format     create a data file: format --cluster=N --replica=I --replica-count=K FILE\n"
     "  inspect    print a data file's superblock and zones: inspect FILE\n"
     "  start      run the replica of a data file: start --addresses=A0,A1,... FILE\n"
+    "  benchmark  measure a cluster, or a fresh single replica: benchmark [--addresses=...]\n"
     "  version    print the version and the client protocol release\n"
     "  help       print this message\n";
 
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   if (std::strcmp(command, "format") == 0) return tally::cli::command_format(arguments);
   if (std::strcmp(command, "inspect") == 0) return tally::cli::command_inspect(arguments);
   if (std::strcmp(command, "start") == 0) return tally::cli::command_start(arguments);
+  if (std::strcmp(command, "benchmark") == 0) return tally::cli::command_benchmark(arguments);
   if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0) {
     std::fputs(usage_text, stdout);
     return 0;
