@@ -129,11 +129,10 @@ u64 checkpoint_block_count_rewritable(const Config& config) {
   u64 total = 0;
   for (u32 index = 0; index < checkpoint_table_count; index += 1) {
     const auto table = static_cast<CheckpointTable>(index);
-    const bool in_place = table == CheckpointTable::accounts ||
-                          table == CheckpointTable::pending_statuses ||
-                          table == CheckpointTable::expiry_heap;
     // Append-only tables rewrite only their last, partly filled block.
-    total += in_place ? blocks_for(checkpoint_table_capacity(config, table), table) : 1;
+    total += checkpoint_table_append_only(table)
+                 ? 1
+                 : blocks_for(checkpoint_table_capacity(config, table), table);
   }
   return total;
 }
@@ -185,6 +184,16 @@ bool Checkpointer::block_dirty(const StateMachine& state_machine, CheckpointTabl
   const u32 previous = counts_previous_[static_cast<u32>(table)];
   if (index >= previous / per_block(table)) return true;
   return CheckpointAccess::marked(ledger, table, index);
+}
+
+Checkpointer::BlockRange Checkpointer::blocks_sealed(const StateMachine& state_machine,
+                                                     CheckpointTable table) const {
+  TALLY_ASSERT(checkpoint_table_append_only(table));
+  const Ledger& ledger = state_machine.ledger();
+  TALLY_ASSERT(!ledger.chain_is_open());
+  const u32 begin = initial_ ? 0 : counts_previous_[static_cast<u32>(table)] / per_block(table);
+  const u32 end = CheckpointAccess::count(ledger, table) / per_block(table);
+  return {.begin = begin, .end = end > begin ? end : begin};
 }
 
 u32 Checkpointer::block_encode(const StateMachine& state_machine, CheckpointTable table,

@@ -70,6 +70,13 @@ constexpr u32 checkpoint_element_size(CheckpointTable table) {
   return 0;
 }
 
+// Tables whose elements never change once a batch has executed: they only grow. (A linked
+// chain's rollback removes elements, but only within the batch that added them.)
+constexpr bool checkpoint_table_append_only(CheckpointTable table) {
+  return table != CheckpointTable::accounts && table != CheckpointTable::pending_statuses &&
+         table != CheckpointTable::expiry_heap;
+}
+
 struct CheckpointBlockHeader {
   u128 checksum;
   u128 checksum_padding;
@@ -114,6 +121,15 @@ class Checkpointer {
   // checkpoint's (every block, the first time).
   template <typename Visit>
   void blocks_changed(const StateMachine& state_machine, const Visit& visit) const;
+
+  // Blocks [begin, end) of an append-only table: the blocks changed since the previous
+  // checkpoint that are full now. Their bytes never change again, so they may be written before
+  // the checkpoint that includes them (CheckpointStore's write-ahead).
+  struct BlockRange {
+    u32 begin;
+    u32 end;
+  };
+  BlockRange blocks_sealed(const StateMachine& state_machine, CheckpointTable table) const;
 
   // Writes block `index` of `table` (header and payload) into `block`, which holds
   // checkpoint_block_size bytes. Returns the bytes used.

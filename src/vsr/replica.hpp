@@ -168,6 +168,7 @@ class Replica {
   u64 commit_max() const { return commit_max_; }
   u64 op_prepare_max() const { return op_checkpoint_ + wal_.slot_count(); }
   u64 op_checkpoint() const { return op_checkpoint_; }
+  const CheckpointStore<S>& checkpoint_store() const { return checkpoint_store_; }
   // Ops between checkpoints: the WAL's slots less room for two pipelines, so that the primary
   // can keep preparing while a checkpoint is written.
   u64 checkpoint_interval() const { return wal_.slot_count() - 2 * pipeline_max; }
@@ -840,8 +841,18 @@ class Replica {
   void view_adopt(u32 view) {
     TALLY_ASSERT(view > view_);
     view_ = view;
-    // The chain beyond what this replica has verified may hold prepares the primary lost in a
-    // restart; from now on, only prepares of the new view may replace them.
+    // A new view means the primary restarted (there is no view change yet). What its earlier
+    // run sent may include prepares it lost before they were durable there, which therefore
+    // never committed: the prepares held here for later are dropped, and the log beyond what
+    // this replica executed must be shown to be the new run's again (a commit checksum, or a
+    // prepare of the new run that chains onto it) before it executes.
+    for (base::Message*& cached : prepare_cache_) {
+      if (cached != nullptr && cached->header().prepare.op > op_) {
+        pool().unref(cached);
+        cached = nullptr;
+      }
+    }
+    if (op_verified_ > commit_min_) op_verified_ = commit_min_;
   }
 
   void prepare_accept_or_hold(base::Message* message) {
@@ -1288,6 +1299,8 @@ class Replica {
       }
     }
     TALLY_ASSERT(state_machine_.commit_timestamp() == fields.timestamp);
+    // Every op, in op order on every replica: the grid's layout stays a function of the history.
+    checkpoint_store_.seal_ahead(state_machine_, checkpointer_);
     if (fields.client == 0 || !session_index.has_value()) return;
 
     // The reply, built where the session keeps it. Every field comes from the prepare, not

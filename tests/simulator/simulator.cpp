@@ -641,15 +641,17 @@ class Simulation {
                  observed_.size());
   }
 
-  // A replica whose log ends before the oldest op any WAL still holds can only catch up by
-  // state sync, which Tally does not have yet (docs/vsr-protocol.md, "Limits"): the run
-  // reports it and leaves it out of convergence, but every checker still ran on it.
+  // A replica whose next op to execute has left the WAL of the replica furthest ahead (the
+  // primary, which alone answers repairs) can only catch up by state sync, which Tally does
+  // not have yet (docs/vsr-protocol.md, "Limits"): the run reports it and leaves it out of
+  // convergence, but every checker still ran on it. (Its own log may reach further: entries it
+  // cannot verify against the primary's do not help it.)
   bool replica_stale(const ReplicaNode& node) const {
     u64 op_max = 0;
     for (const ReplicaNode& other : replicas_) {
       if (other.replica && other.replica->op() > op_max) op_max = other.replica->op();
     }
-    return node.replica && node.replica->op() + layout_.config().slot_count < op_max;
+    return node.replica && node.replica->commit_min() + layout_.config().slot_count < op_max;
   }
 
   bool replicas_converged() const {
