@@ -120,6 +120,21 @@ std::vector<u16> ports_reserve(u32 count) {
   return ports;
 }
 
+// A socket listening on a free loopback port, standing for another process on that port.
+struct PortHolder {
+  int fd;
+  u16 port;
+};
+
+PortHolder port_hold() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const Address any = address_loopback(0);
+  REQUIRE(::bind(fd, any.sockaddr_pointer(), any.size) == 0);
+  REQUIRE(::listen(fd, 1) == 0);
+  return {.fd = fd, .port = address_of_socket(fd).port()};
+}
+
 // A bus with its own pool and a receiver that records (and may hold or answer) what it gets.
 struct Node {
   base::MessagePool pool;
@@ -922,12 +937,7 @@ TEST_SUITE("io_message_bus") {
   }
 
   TEST_CASE("io_message_bus: a listen address in use stops with address_in_use naming it") {
-    const int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(holder >= 0);
-    const Address any = address_loopback(0);
-    REQUIRE(::bind(holder, any.sockaddr_pointer(), any.size) == 0);
-    REQUIRE(::listen(holder, 1) == 0);
-    const u16 port = address_of_socket(holder).port();
+    const auto [holder, port] = port_hold();
 
     const auto result = base::death_test::run_in_child([port] {
       Loop loop;
@@ -948,12 +958,7 @@ TEST_SUITE("io_message_bus") {
   // What a replica restarted at once after a kill -9 meets: its previous run's listening socket
   // is still open for a moment (its io_uring is torn down asynchronously).
   TEST_CASE("io_message_bus: a listen address released within the grace period is taken") {
-    const int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(holder >= 0);
-    const Address any = address_loopback(0);
-    REQUIRE(::bind(holder, any.sockaddr_pointer(), any.size) == 0);
-    REQUIRE(::listen(holder, 1) == 0);
-    const u16 port = address_of_socket(holder).port();
+    const auto [holder, port] = port_hold();
     std::thread releaser([holder] {
       std::this_thread::sleep_for(std::chrono::milliseconds(300));
       ::close(holder);
