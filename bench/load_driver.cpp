@@ -127,6 +127,13 @@ bool load_run(const LoadOptions& options, LoadReport* report, char* error, u32 e
     const ClientResult result = client.create_transfers(
         std::span(transfers).first(count), std::span(transfer_results).first(count));
     latencies.push_back(elapsed_ns(request_start));
+    if (result.error == ClientError::timeout) {
+      return failed(error, error_size,
+                    "create_transfers: no reply in %llu s after %llu transfers. Is the "
+                    "cluster's ledger full? (A replica says so on its standard error.)",
+                    static_cast<unsigned long long>(options.request_timeout_ms / 1000),
+                    static_cast<unsigned long long>(first));
+    }
     if (!result.ok()) {
       return failed(error, error_size, "create_transfers: %s", name(result.error));
     }

@@ -82,6 +82,36 @@ journal::Superblock superblock_read(io::Loop& loop, io::FileStorage& storage, co
   return store->working();
 }
 
+// A full ledger refuses requests that might not fit, and their clients retry without an answer
+// (no protocol status says "full"): the operator hears of it here, at most every 10 s.
+class CapacityWarning {
+ public:
+  void tick(const Replica& replica) {
+    ticks_ += 1;
+    const u64 refused = replica.stats().requests_capacity_dropped;
+    if (refused == refused_reported_ || ticks_ < ticks_next_) return;
+    const state_machine::Ledger& ledger = replica.state_machine().ledger();
+    const state_machine::Config& config = ledger.config();
+    std::fprintf(stderr,
+                 "tally: warning: the ledger is full: %llu requests refused so far (accounts "
+                 "%u of %u, transfers %u of %u, pending transfers %u of %u, failed ids %u of "
+                 "%u); their clients get no answer. More room needs a data file with larger "
+                 "capacities.\n",
+                 static_cast<unsigned long long>(refused), ledger.account_count(),
+                 config.accounts_max, ledger.transfer_count(), config.transfers_max,
+                 ledger.pending_count(), config.pending_transfers_max, ledger.failed_count(),
+                 config.failed_transfer_ids_max);
+    refused_reported_ = refused;
+    ticks_next_ = ticks_ + interval_ticks;
+  }
+
+ private:
+  static constexpr u64 interval_ticks = 10'000'000'000 / tick_ns;
+  u64 ticks_ = 0;
+  u64 ticks_next_ = 0;
+  u64 refused_reported_ = 0;
+};
+
 void signals_install() {
   struct sigaction action = {};
   action.sa_handler = on_stop_signal;
@@ -190,11 +220,13 @@ int command_start(std::span<char*> arguments) {
               address_text, static_cast<unsigned long>(server->replica->commit_min()));
   std::fflush(stdout);
 
+  CapacityWarning capacity_warning;
   while (stop_requested == 0) {
     server->loop.run_for_ns(tick_ns);
     server->time.tick();
     server->replica->tick();
     server->bus.tick();
+    capacity_warning.tick(*server->replica);
   }
 
   std::printf("tally: stopping replica %u at op %lu\n", superblock.replica,
