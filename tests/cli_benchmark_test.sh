@@ -25,6 +25,8 @@ expect file_with_addresses 2 'file is for the benchmark' \
   "$tally" benchmark --addresses=3000 --file="$scratch/x.tally"
 expect too_many_transfers 2 'a fresh replica holds at most 16777216 transfers' \
   "$tally" benchmark --transfer-count=16777217
+expect too_many_requests 2 'more than the 16777216 whose latencies it keeps' \
+  "$tally" benchmark --addresses=3000 --transfer-count=16777217 --batch-size=1
 expect cluster_alone 2 'cluster needs --addresses' "$tally" benchmark --cluster=1
 
 small=(--account-count=50 --transfer-count=20000 --batch-size=700)

@@ -46,6 +46,9 @@ constexpr const char* benchmark_usage =
 // Far above the default state machine's 10,000 and well inside its account capacity.
 constexpr u64 account_count_max = 1'000'000;
 
+// At most this many requests (their latencies take 128 MiB).
+constexpr u64 requests_max = u64{1} << 24;
+
 // The benchmark's own replica and data file, for the signal handler.
 char temporary_file[4096] = {};
 volatile pid_t replica_pid = -1;
@@ -204,6 +207,17 @@ int command_benchmark(std::span<char*> arguments) {
       return exit_usage;
     }
     options.seed = value;
+  }
+  // Every request's latency is kept (8 bytes each) for the percentiles.
+  const u64 request_count =
+      (options.transfer_count + options.batch_size - 1) / options.batch_size;
+  if (request_count > requests_max) {
+    std::fprintf(stderr,
+                 "tally benchmark: --transfer-count in requests of --batch-size makes %llu "
+                 "requests, more than the %llu whose latencies it keeps; use larger batches\n",
+                 static_cast<unsigned long long>(request_count),
+                 static_cast<unsigned long long>(requests_max));
+    return exit_usage;
   }
   if (addresses.value != nullptr && file.value != nullptr) {
     std::fprintf(stderr,
