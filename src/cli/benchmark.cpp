@@ -91,13 +91,19 @@ bool wait_success(pid_t pid) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+sockaddr_in loopback(u16 port) {
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(port);
+  return address;
+}
+
 // A loopback port nobody listens on right now (the kernel's choice for port 0).
 u16 port_free() {
   const int socket = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (socket < 0) return 0;
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in address = loopback(0);
   socklen_t size = sizeof(address);
   u16 port = 0;
   if (::bind(socket, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
@@ -120,12 +126,9 @@ bool replica_wait_listening(pid_t pid, u16 port) {
     }
     const int socket = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (socket < 0) return false;
-    sockaddr_in address = {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(port);
+    const sockaddr_in address = loopback(port);
     const bool connected =
-        ::connect(socket, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+        ::connect(socket, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
     ::close(socket);
     if (connected) return true;
     usleep(20'000);

@@ -1081,12 +1081,7 @@ class Replica {
     return false;
   }
 
-  bool log_dirty(u64 op) const {
-    for (u32 index = 0; index < write_queue_count_; index += 1) {
-      if (write_queue_[write_queue_index(index)]->header().prepare.op == op) return true;
-    }
-    return wal_.dirty(wal_.slot_for_op(op));
-  }
+  bool log_dirty(u64 op) const { return write_queued(op) || wal_.dirty(wal_.slot_for_op(op)); }
 
   // Removes every entry above `op` (never a committed one). False if a WAL write to one of
   // them is in flight: the caller tries again later.
