@@ -29,6 +29,8 @@
 //   (and referenced) until its last byte is sent, so its buffer outlives a zero-copy send.
 // - A connection goes back to `free` only when none of its four completions is in flight.
 // - A connection with a client route (`client != 0`) is an accepted one of a replica bus.
+// - A connection whose peer is a client has delivered request and ping_client only
+//   (command_admitted()).
 #include "io/message_bus.hpp"
 
 #include <netinet/tcp.h>
@@ -482,6 +484,13 @@ void MessageBus::receive_process(Connection* connection) {
       reject(connection, header_error);
       return;
     }
+    // On the header alone, so that a forbidden message's body is never even read.
+    if (!command_admitted(*connection, header.command)) {
+      stats_.commands_rejected += 1;
+      stats_.command_rejected_last = header.command;
+      close_start(connection);
+      return;
+    }
     if (available < header.size) {
       if (receive_tail_move(connection)) receive_start(connection);
       return;
@@ -597,6 +606,23 @@ void MessageBus::reject(Connection* connection, FrameError error) {
   close_start(connection);
 }
 
+// Whether `connection` may deliver `command`, by the rule of the header comment. An accepted
+// connection of a replica bus whose peer is still unknown may deliver anything: its first
+// message decides what it is (deliver()).
+bool MessageBus::command_admitted(const Connection& connection, Command command) const {
+  TALLY_ASSERT(command_valid(command));
+  if (options_.kind == BusKind::client) {
+    TALLY_ASSERT(connection.outgoing && connection.peer == Connection::Peer::replica);
+    return command == Command::reply || command == Command::pong_client ||
+           command == Command::eviction;
+  }
+  if (connection.peer == Connection::Peer::client) {
+    TALLY_ASSERT(!connection.outgoing);
+    return command == Command::request || command == Command::ping_client;
+  }
+  return true;
+}
+
 void MessageBus::receive_pause(Connection* connection) {
   TALLY_ASSERT(connection->state == Connection::State::connected);
   TALLY_ASSERT(!connection->recv_paused && !in_flight(connection->recv_completion));
@@ -608,6 +634,7 @@ void MessageBus::receive_pause(Connection* connection) {
 void MessageBus::deliver(Connection* connection, base::Message* message) {
   TALLY_ASSERT(message->references >= 1);
   const Header& header = message->header();
+  TALLY_ASSERT(command_admitted(*connection, header.command));
   stats_.messages_received += 1;
   // The connection carried a whole message: the peer is up, so the next reconnect is quick.
   connection->connect_attempts = 0;

@@ -24,6 +24,24 @@
 // ping_client) belongs to a replica and never teaches a client route, so a request a replica
 // passes on cannot steal its client's replies.
 //
+// Which commands a connection may deliver (checked on the header, before the body is read): a
+// message outside its peer's set is not delivered, and the connection is closed as for a bad
+// frame and counted in `commands_rejected`.
+// - Replica bus, accepted connection whose first message was request or ping_client (a client):
+//   only request and ping_client, ever. Otherwise a client could follow its first request with
+//   a replica command, a `commit` claiming a higher view say, and the replica would act on it.
+// - Replica bus, any other connection: every command. An accepted connection that began with a
+//   replica command is a replica, which may pass requests on; an outgoing one leads to the
+//   replica at a configured address, which sends nothing on it in practice (a replica sends to
+//   another replica only on the connection it opened itself).
+// - Client bus: only what a replica sends a client: reply, pong_client and eviction (all that
+//   client::Session handles).
+// This separates the kinds of peer, it does not authenticate them: a new connection whose first
+// message is a replica command is taken for a replica, as in TigerBeetle, whose network is
+// trusted. A replica whose first message on a new connection is a request would be taken for
+// a client and cut off at its next replica command, then reconnect; replicas do not forward
+// requests today.
+//
 // One recv reads as much as the buffer holds, so it may end with several messages and the start
 // of the next. The first message is delivered in the receive buffer itself; every later one is
 // copied into a fresh message of its own, and a partial message left at the end moves to the
@@ -91,6 +109,9 @@ struct MessageBusStats {
   u64 bytes_received = 0;
   u64 sends_dropped = 0;           // No connection, its queue was full, or it closed.
   u64 frames_rejected = 0;         // Checksum, frame or cluster failures (connection closed).
+  // Commands the peer may not send, e.g. a `commit` from a client (connection closed): see the
+  // header comment.
+  u64 commands_rejected = 0;
   u64 connections_accepted = 0;
   u64 connections_refused = 0;     // Over connections_max.
   u64 connections_closed = 0;      // Established connections that ended, for any reason.
@@ -100,6 +121,7 @@ struct MessageBusStats {
   u64 messages_copied = 0;         // Messages that followed another in one recv buffer.
   FrameError frame_error_last = FrameError::none;
   HeaderError header_error_last = HeaderError::none;
+  Command command_rejected_last = Command::reserved;  // reserved: none rejected yet.
 };
 
 class MessageBus {
@@ -154,6 +176,7 @@ class MessageBus {
   bool receive_tail_move(Connection* connection);
   FrameError header_check(const Header& header);
   void reject(Connection* connection, FrameError error);
+  bool command_admitted(const Connection& connection, Command command) const;
   void deliver(Connection* connection, base::Message* message);
   void client_route(Connection* connection, u128 client);
   void receive_pause(Connection* connection);

@@ -6,6 +6,9 @@
 // message goes zero-copy and arrives intact; many messages in one TCP write and one message in
 // 1-byte writes are both decoded, and the bus never writes into a message a receiver holds;
 // every kind of bad frame closes its connection and is counted while the bus serves others; a
+// client's connection that sends a replica command, and a replica's that sends a client bus
+// anything but reply, pong_client and eviction, is closed undelivered and counted, while a
+// replica's connection delivers every command; a
 // replica that is down at start is connected once it comes up, and reconnects back off in
 // ticks; connections beyond the bound are refused; a full send queue drops and counts; an
 // empty pool pauses receiving until tick(); deinit() finishes even with sends stuck on a peer
@@ -607,6 +610,137 @@ TEST_SUITE("io_message_bus") {
     CHECK_FALSE(raw_closed(good));
     ::close(good);
     node_stop(*replica);
+  }
+
+  TEST_CASE("io_message_bus: a client's connection that sends a replica command is closed") {
+    LoopScope scope;
+    Loop& loop = scope.loop;
+    const std::vector<Address> addresses = loopback_addresses(ports_reserve(1));
+    auto replica = node_start(loop, addresses, {});
+    std::vector<Node*> nodes = {replica.get()};
+    const u16 port = replica->bus.listen_port();
+    constexpr u128 client = 0xC1;
+
+    // A request makes the connection a client's; the commit after it (a view far ahead, as a
+    // forger would claim) is not delivered, and the connection closes.
+    const int forger = raw_connect(port);
+    const Bytes request = frame_make({.command = Command::request, .body_size = 40,
+                                      .client = client});
+    raw_write(forger, request);
+    REQUIRE(run_until(loop, nodes, [&] { return replica->received.size() == 1; }));
+    Bytes commit = frame_make({.command = Command::commit, .replica = 1});
+    {
+      Header header = header_of(commit);
+      header.view = 1'000'000;
+      set_checksum(header);
+      std::memcpy(commit.data(), &header, header_size);
+    }
+    raw_write(forger, commit);
+    REQUIRE(run_until(loop, nodes, [&] {
+      return replica->bus.stats().commands_rejected == 1 && raw_closed(forger);
+    }));
+    CHECK(replica->bus.stats().command_rejected_last == Command::commit);
+    CHECK(replica->received.size() == 1);
+    CHECK(replica->received[0] == request);
+    CHECK(replica->count_received(Command::commit) == 0);
+    CHECK(replica->bus.stats().frames_rejected == 0);
+    REQUIRE(run_until(loop, nodes, [&] {
+      return replica->bus.stats().connections_closed == 1;
+    }));
+    // The closed connection took the client's route with it.
+    const u64 dropped = replica->bus.stats().sends_dropped;
+    base::Message* reply = message_make(replica->pool, {.command = Command::reply,
+                                                        .client = client});
+    replica->bus.send_to_client(client, reply);
+    replica->pool.unref(reply);
+    CHECK(replica->bus.stats().sends_dropped == dropped + 1);
+    ::close(forger);
+
+    // A ping_client makes a client too. The prepare is packed in the same write between two
+    // client messages, and only its header is sent: the bus decides on the header, and nothing
+    // after the prepare is delivered.
+    const int packer = raw_connect(port);
+    const Bytes ping = frame_make({.command = Command::ping_client, .client = client});
+    const Bytes prepare = frame_make({.command = Command::prepare, .body_size = 1000});
+    Bytes packed = ping;
+    packed.insert(packed.end(), prepare.begin(), prepare.begin() + header_size);
+    raw_write(packer, packed);
+    REQUIRE(run_until(loop, nodes, [&] {
+      return replica->bus.stats().commands_rejected == 2 && raw_closed(packer);
+    }));
+    CHECK(replica->bus.stats().command_rejected_last == Command::prepare);
+    CHECK(replica->received.size() == 2);
+    CHECK(replica->received[1] == ping);
+    CHECK(replica->count_received(Command::prepare) == 0);
+    ::close(packer);
+
+    // A connection whose first message is a replica command is a replica's: it delivers a
+    // commit, a request passed on, and a commit again, and stays open.
+    const int peer = raw_connect(port);
+    const Bytes peer_commit = frame_make({.command = Command::commit, .seed = 1, .replica = 1});
+    const Bytes passed_on = frame_make({.command = Command::request, .body_size = 8,
+                                        .client = client});
+    const Bytes peer_commit_again =
+        frame_make({.command = Command::commit, .seed = 2, .replica = 1});
+    for (const Bytes* bytes : {&peer_commit, &passed_on, &peer_commit_again}) {
+      raw_write(peer, *bytes);
+    }
+    REQUIRE(run_until(loop, nodes, [&] { return replica->received.size() == 5; }));
+    CHECK(replica->received[2] == peer_commit);
+    CHECK(replica->received[3] == passed_on);
+    CHECK(replica->received[4] == peer_commit_again);
+    run_iterations(loop, nodes, 20);
+    CHECK_FALSE(raw_closed(peer));
+    CHECK(replica->bus.stats().commands_rejected == 2);
+    CHECK(replica->bus.stats().frames_rejected == 0);
+    ::close(peer);
+    node_stop(*replica);
+  }
+
+  TEST_CASE("io_message_bus: a client bus delivers only reply, pong_client and eviction") {
+    LoopScope scope;
+    Loop& loop = scope.loop;
+    // The replica is a plain listening socket, so that the test writes what it sends.
+    const auto [listener, port] = port_hold();
+    const std::vector<Address> addresses = {address_loopback(port)};
+    auto client = node_start(loop, addresses, {.kind = BusKind::client});
+    std::vector<Node*> nodes = {client.get()};
+
+    const Command forbidden[] = {Command::commit, Command::request, Command::ping};
+    u64 rejected = 0;
+    for (const Command command : forbidden) {
+      INFO("forbidden command: ", static_cast<u32>(command));
+      REQUIRE(run_until(loop, nodes, [&] {
+        return client->bus.stats().connects_succeeded == rejected + 1;
+      }));
+      const int replica = ::accept(listener, nullptr, nullptr);
+      REQUIRE(replica >= 0);
+      const Bytes reply = frame_make({.command = Command::reply, .body_size = 16, .client = 1});
+      const Bytes pong = frame_make({.command = Command::pong_client});
+      const Bytes eviction = frame_make({.command = Command::eviction});
+      for (const Bytes* bytes : {&reply, &pong, &eviction}) raw_write(replica, *bytes);
+      const std::size_t received = client->received.size();
+      REQUIRE(run_until(loop, nodes, [&] { return client->received.size() == received + 3; }));
+      CHECK(client->received[received] == reply);
+      CHECK(client->received[received + 1] == pong);
+      CHECK(client->received[received + 2] == eviction);
+
+      raw_write(replica, frame_make({.command = command, .client = 1}));
+      rejected += 1;
+      REQUIRE(run_until(loop, nodes, [&] {
+        return client->bus.stats().commands_rejected == rejected && raw_closed(replica);
+      }));
+      CHECK(client->bus.stats().command_rejected_last == command);
+      CHECK(client->received.size() == received + 3);
+      CHECK(client->bus.stats().frames_rejected == 0);
+      ::close(replica);
+    }
+    // The client reconnects after each rejection, as after any close.
+    REQUIRE(run_until(loop, nodes, [&] {
+      return client->bus.stats().connects_succeeded == rejected + 1;
+    }));
+    node_stop(*client);
+    ::close(listener);
   }
 
   TEST_CASE("io_message_bus: a replica that is down at start is connected once it comes up") {

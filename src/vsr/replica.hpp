@@ -54,6 +54,7 @@
 #include "src/vsr/checkpoint_format.hpp"
 #include "src/vsr/checkpoint_store.hpp"
 #include "src/vsr/client_sessions.hpp"
+#include "src/vsr/message_validation.hpp"
 #include "src/vsr/request_decision.hpp"
 #include "tally/constants.hpp"
 #include "tally/header.hpp"
@@ -218,6 +219,15 @@ class Replica {
       stats_.messages_invalid += 1;
       return;
     }
+    if (header.command != Command::request && header.command != Command::ping_client) {
+      const MessageError error = validate_replica_message(
+          header, message->body(),
+          ValidationContext{.replica = options_.replica, .replica_count = options_.replica_count});
+      if (error != MessageError::none || !view_consistent(header)) {
+        stats_.messages_invalid += 1;
+        return;
+      }
+    }
     switch (header.command) {
       case Command::request: on_request(message); break;
       case Command::ping_client: on_ping_client(message); break;
@@ -263,6 +273,15 @@ class Replica {
   u8 primary_index(u32 view) const { return static_cast<u8>(view % options_.replica_count); }
   u32 quorum() const { return quorum_replication(options_.replica_count); }
   bool solo() const { return options_.replica_count == 1; }
+
+  // Until view changes exist, a view changes only when its primary restarts, moving on by
+  // replica_count views: a message of a later view whose primary is another replica cannot
+  // come from this cluster, and following it would leave the real primary (docs/vsr-protocol.md,
+  // "Validation"). Messages of earlier views are answers to repairs, and pass.
+  bool view_consistent(const Header& header) const {
+    if (header.view <= view_) return true;
+    return primary_index(header.view) == primary_index(view_);
+  }
   base::MessagePool& pool() { return bus_.pool(); }
 
   // -------------------------------------------------------------------------------------------
@@ -341,20 +360,22 @@ class Replica {
     // up to it when it is the primary (or alone), and backups fetch their entries again. A
     // faulty slot is different: it may hold a committed op that storage damaged, and the
     // only complete log (a single replica's, or the primary's while views do not change)
-    // must not drop it.
-    const std::optional<u64> op_max = wal_.op_max();
-    if (op_max.has_value() && *op_max > op_) {
-      const bool authority = solo() || primary_index(view_) == options_.replica;
-      if (authority && wal_.faulty(wal_.slot_for_op(op_ + 1))) {
-        base::fatal(base::FatalReason::data_file_invalid,
-                    "the WAL's op %llu is damaged but op %llu follows it; this replica's log "
-                    "is the only complete one (a single replica, or the primary without view "
-                    "changes) and cannot be repaired from a peer yet",
-                    static_cast<unsigned long long>(op_ + 1),
-                    static_cast<unsigned long long>(*op_max));
-      }
-      log_truncate_after(op_);
+    // must not drop it. The slot after the head is checked whatever the WAL's op_max says:
+    // op_max counts only entries recovery trusted, so a damaged newest entry does not show in
+    // it, and the log would silently end one op early (an acknowledged op lost).
+    const bool authority = solo() || primary_index(view_) == options_.replica;
+    const u64 op_next = op_ + 1;
+    if (authority && op_next <= op_checkpoint_ + wal_.slot_count() &&
+        wal_.faulty(wal_.slot_for_op(op_next))) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the WAL's op %llu (or the entry in its slot) is damaged, and this replica's "
+                  "log is the only complete one (a single replica, or the primary without view "
+                  "changes): it cannot be repaired from a peer yet, and starting without it could "
+                  "lose an acknowledged operation",
+                  static_cast<unsigned long long>(op_next));
     }
+    const std::optional<u64> op_max = wal_.op_max();
+    if (op_max.has_value() && *op_max > op_) log_truncate_after(op_);
     // What may be executed now: a solo replica committed everything it wrote; a primary in a
     // cluster everything but the pipeline's worth at its head (it never had more uncommitted);
     // a backup waits for the primary to say.
@@ -721,10 +742,8 @@ class Replica {
 
   void on_prepare_ok(base::Message* message) {
     const Header& header = message->header();
-    if (!primary() || header.view != view_ || header.replica >= options_.replica_count ||
-        header.replica == options_.replica) {
-      return;
-    }
+    TALLY_ASSERT(header.replica < options_.replica_count && header.replica != options_.replica);
+    if (!primary() || header.view != view_) return;
     PipelineEntry* entry = pipeline_find(header.prepare_ok.op, header.prepare_ok.prepare_checksum);
     if (entry == nullptr) return;
     entry->ok_mask |= 1u << header.replica;
@@ -798,23 +817,17 @@ class Replica {
   // -------------------------------------------------------------------------------------------
   // Prepares (backups).
 
-  // Prepares and commits come only from the primary of the view they name (another replica).
-  bool from_primary(const Header& header) {
-    if (header.replica == primary_index(header.view) && header.replica != options_.replica) {
-      return true;
-    }
-    stats_.messages_invalid += 1;
-    return false;
+  // Prepares and commits come only from the primary of the view they name, another replica
+  // (validate_replica_message() established it).
+  void assert_from_primary(const Header& header) const {
+    TALLY_ASSERT(header.replica == primary_index(header.view));
+    TALLY_ASSERT(header.replica != options_.replica);
   }
 
   void on_prepare(base::Message* message) {
     const Header& header = message->header();
-    if (!from_primary(header)) return;
-    if (header.prepare.operation == Operation::reserved ||
-        header.prepare.operation == Operation::root || header.prepare.op == 0) {
-      stats_.messages_invalid += 1;
-      return;
-    }
+    assert_from_primary(header);
+    TALLY_ASSERT(header.prepare.op > 0 && header.prepare.operation != Operation::root);
     if (header.view > view_) view_adopt(header.view);
     if (primary()) {
       stats_.prepares_ignored += 1;
@@ -840,6 +853,7 @@ class Replica {
 
   void view_adopt(u32 view) {
     TALLY_ASSERT(view > view_);
+    TALLY_ASSERT(!primary() && primary_index(view) == primary_index(view_));
     view_ = view;
     // A new view means the primary restarted (there is no view change yet). What its earlier
     // run sent may include prepares it lost before they were durable there, which therefore
@@ -902,6 +916,11 @@ class Replica {
       stats_.prepares_ignored += 1;
       return;
     }
+    if (!follows_head(header)) {
+      // Chains onto the head but its timestamp does not increase: no primary made it.
+      stats_.messages_invalid += 1;
+      return;
+    }
     if (write_queue_full()) {
       // This backup's disk is behind the cluster (which commits without it): the prepare waits,
       // unacknowledged, until a write completes (held_prepares_append()).
@@ -917,15 +936,29 @@ class Replica {
   void held_prepares_append() {
     while (op_ < op_prepare_max() && !write_queue_full()) {
       base::Message* next = cache_get(op_ + 1);
-      if (next == nullptr || next->header().prepare.parent != head_checksum_) break;
+      if (next == nullptr || !follows_head(next->header())) break;
       if (log_header(op_ + 1) != nullptr) break;
       prepare_append(next);
     }
   }
 
+  // The head's timestamp: every op's is above its parent's (timestamp_next()).
+  u64 head_timestamp() const {
+    if (const Header* head = log_header(op_); head != nullptr) return head->prepare.timestamp;
+    TALLY_ASSERT(op_ == op_checkpoint_);
+    return superblock_.working().checkpoint.commit_timestamp;
+  }
+
+  // Whether a prepare is the head's successor in the hash chain, as a primary makes them.
+  bool follows_head(const Header& header) const {
+    TALLY_ASSERT(header.command == Command::prepare);
+    return header.prepare.op == op_ + 1 && header.prepare.parent == head_checksum_ &&
+           header.prepare.timestamp > head_timestamp();
+  }
+
   void prepare_append(base::Message* message) {
     const Header& header = message->header();
-    TALLY_ASSERT(header.prepare.op == op_ + 1 && header.prepare.parent == head_checksum_);
+    TALLY_ASSERT(follows_head(header));
     op_ = header.prepare.op;
     head_checksum_ = header.checksum;
     // Every prepare comes from the primary's log (on_prepare() checks the sender), and it
@@ -980,7 +1013,7 @@ class Replica {
 
   void on_commit(base::Message* message) {
     const Header& header = message->header();
-    if (!from_primary(header)) return;
+    assert_from_primary(header);
     if (header.view > view_) view_adopt(header.view);
     if (header.view != view_ || primary()) return;
     const u64 commit = header.commit.commit;
@@ -1032,7 +1065,7 @@ class Replica {
 
   void on_get_prepare(base::Message* message) {
     const Header& header = message->header();
-    if (header.replica >= options_.replica_count || header.replica == options_.replica) return;
+    TALLY_ASSERT(header.replica < options_.replica_count && header.replica != options_.replica);
     const u64 op = header.get_prepare.op;
     const Header* ours = log_header(op);
     if (ours == nullptr || op > op_) return;

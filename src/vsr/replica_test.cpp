@@ -12,6 +12,7 @@
 #include "io/sim/time.hpp"
 #include "journal/layout.hpp"
 #include "journal/superblock.hpp"
+#include "src/base/death_test.hpp"
 #include "src/base/message_pool.hpp"
 #include "src/vsr/replica.hpp"
 #include "tally/header.hpp"
@@ -376,6 +377,65 @@ TEST_CASE("replica solo: a restart replays the WAL to the same state and session
   CHECK(created_count(body) == 1);
 }
 
+namespace {
+
+// Flips one bit in the first sector of `op`'s prepare in the WAL of replica `index` of `nodes`
+// (header, body or zero padding: any of them makes the prepare copy fail its checks).
+void wal_prepare_damage(Cluster& nodes, u8 index, u64 op) {
+  const u32 slot = static_cast<u32>(op % nodes.layout.config().slot_count);
+  nodes.nodes[index].storage->inject_bit_flip(nodes.layout.wal_prepare_offset(slot));
+}
+
+// Commits a transfer between two new accounts; returns the transfer's op (the log's head).
+u64 transfer_committed(TestClient& client) {
+  const Account accounts[] = {account_make(1), account_make(2)};
+  REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  Transfer transfers[] = {pending_make(9, 1, 2, 0)};
+  transfers[0].flags = 0;  // Posted at once.
+  const std::optional<Header> reply = client.create_transfers(transfers);
+  REQUIRE(reply.has_value());
+  REQUIRE(reply->command == Command::reply);
+  return reply->reply.op;
+}
+
+}  // namespace
+
+TEST_CASE("replica solo: a damaged newest WAL entry stops the restart, naming the op") {
+  // Goal: the regression of a restart that silently started one op early (the WAL's op_max
+  // skips faulty slots) and so lost an acknowledged transfer: it must stop instead.
+  Cluster cluster(1);
+  TestClient client{cluster, 41};
+  REQUIRE(client.register_session().has_value());
+  const u64 op = transfer_committed(client);
+  CHECK(cluster.replica(0).op() == op);
+  cluster.crash(0);
+  wal_prepare_damage(cluster, 0, op);
+  const base::death_test::ChildResult child =
+      base::death_test::run_in_child([&] { cluster.open(0); });
+  CHECK(child.exited);
+  CHECK(child.exit_code == static_cast<int>(base::FatalReason::data_file_invalid));
+  CHECK(child.stderr_contains("op " + std::to_string(op) + " "));
+}
+
+TEST_CASE("replica cluster of three: a primary with a damaged newest entry does not diverge") {
+  // Goal: the primary restarts with its newest prepare damaged (the backups hold it intact).
+  // It used to start one op early and prepare another request at the same op, so that two
+  // replicas committed different ops at one op number; without a view change it must stop.
+  Cluster cluster(3);
+  TestClient client{cluster, 42};
+  REQUIRE(client.register_session().has_value());
+  const u64 op = transfer_committed(client);
+  cluster.run(30);
+  cluster.crash(0);
+  wal_prepare_damage(cluster, 0, op);
+  const base::death_test::ChildResult child =
+      base::death_test::run_in_child([&] { cluster.open(0); });
+  CHECK(child.exited);
+  CHECK(child.exit_code == static_cast<int>(base::FatalReason::data_file_invalid));
+  CHECK(child.stderr_contains("op " + std::to_string(op) + " "));
+  for (u8 index = 1; index < 3; index += 1) CHECK(cluster.replica(index).commit_min() == op);
+}
+
 TEST_CASE("replica cluster of three: backups replicate and execute the same ops") {
   Cluster cluster(3);
   TestClient client{cluster, 46};
@@ -588,4 +648,141 @@ TEST_CASE("replica cluster of three: the primary pulses to expire a pending tran
     CHECK(cluster.replica(index).state_machine().ledger().digest() ==
           cluster.replica(0).state_machine().ledger().digest());
   }
+}
+
+namespace {
+
+// A replica message as a forger would build it: a valid frame and checksums, fields chosen to
+// mislead. `fill` sets the command-specific fields.
+template <typename Fill>
+Message* forged_make(Cluster& nodes, Command command, u8 sender, u32 view,
+                     std::span<const std::byte> body, Fill&& fill) {
+  Message* message = nodes.network.pool.get();
+  REQUIRE(message != nullptr);
+  Header& header = message->header();
+  header = Header{};
+  header.cluster = cluster;
+  header.size = header_size + static_cast<u32>(body.size());
+  header.release = release_server;
+  header.command = command;
+  header.replica = sender;
+  header.view = view;
+  fill(header);
+  if (!body.empty()) std::memcpy(message->buffer + header_size, body.data(), body.size());
+  set_checksum_body(header, message->body());
+  set_checksum(header);
+  message->pad_zero();
+  return message;
+}
+
+void deliver(Cluster& nodes, u8 replica, Message* message) {
+  nodes.network.packets.push_back({false, replica, message});  // The packet takes the reference.
+}
+
+}  // namespace
+
+TEST_CASE("replica cluster of three: a forged commit of another primary's view is dropped") {
+  // Goal: the regression of one header stopping a cluster. A commit claiming view 1 (whose
+  // primary is replica 1) made the primary of view 0 step down, and nothing was answered again.
+  // Views change only when their primary restarts (no view change yet): it is rejected,
+  // counted, and the cluster goes on.
+  Cluster cluster(3);
+  TestClient client{cluster, 61};
+  REQUIRE(client.register_session().has_value());
+  const u64 invalid = cluster.replica(0).stats().messages_invalid;
+  const u32 view = cluster.replica(0).view();  // The primary's start moved it on by 3.
+  REQUIRE(view % 3 == 0);
+  for (u32 later = view + 1; later <= view + 5; later += 1) {
+    if (later % 3 == 0) continue;  // Replica 0's own view: a forgery naming replica 0 below.
+    const u8 sender = static_cast<u8>(later % 3);
+    for (u8 target : {u8{0}, u8{2}}) {
+      deliver(cluster, target,
+              forged_make(cluster, Command::commit, sender, later, {},
+                          [](Header& header) { header.commit.commit = 1; }));
+    }
+  }
+  // Claiming to be the receiver itself, in its own later view.
+  deliver(cluster, 0, forged_make(cluster, Command::commit, 0, view + 3, {},
+                                  [](Header& header) { header.commit.commit = 1; }));
+  cluster.run(5);
+  CHECK(cluster.replica(0).stats().messages_invalid == invalid + 5);
+  CHECK(cluster.replica(0).primary());
+  CHECK(cluster.replica(0).view() == view);
+  CHECK(cluster.replica(2).view() == view);
+  const Account accounts[] = {account_make(1)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::reply);
+  cluster.run(30);
+  CHECK(cluster.replica(2).commit_min() == cluster.replica(0).commit_min());
+}
+
+TEST_CASE("replica cluster of three: forged prepares reach neither an assertion nor a WAL") {
+  // Goal: the regression of a forged prepare (an operation no state machine knows) killing a
+  // backup, and, sent to the primary after a forged higher-view commit, being written to its
+  // WAL and tripping an assertion on every restart. Every kind of malformed prepare is dropped
+  // and counted, by the primary and by a backup; both restart cleanly and the cluster commits.
+  Cluster cluster(3);
+  TestClient client{cluster, 62};
+  REQUIRE(client.register_session().has_value());
+  const u64 op_next = cluster.replica(0).op() + 1;
+  const u32 view = cluster.replica(0).view();
+  const std::byte junk[16] = {};
+  struct Forgery {
+    const char* what;
+    Operation operation;
+    u32 view;  // Above the primary's.
+    u8 sender;
+    u64 commit;
+    u64 timestamp;
+    u128 client;
+    std::span<const std::byte> body;
+  };
+  const Forgery forgeries[] = {
+      {"unknown operation", static_cast<Operation>(200), 0, 0, 0, 99, 7, junk},
+      {"VSR operation", Operation::reconfigure, 0, 0, 0, 99, 7, junk},
+      {"state machine pulse", Operation::state_machine_pulse, 0, 0, 0, 99, 7, {}},
+      {"body not a multi-batch", Operation::create_accounts, 0, 0, 0, 99, 7, junk},
+      {"pulse with a body", Operation::pulse, 0, 0, 0, 99, 0, junk},
+      {"register without its body", Operation::register_session, 0, 0, 0, 99, 7, {}},
+      {"timestamp zero", Operation::pulse, 0, 0, 0, 0, 0, {}},
+      {"commit at its own op", Operation::pulse, 0, 0, op_next, 99, 0, {}},
+      {"not the view's primary", Operation::pulse, 0, 1, 0, 99, 0, {}},
+      {"another primary's view", Operation::pulse, 1, 1, 0, 99, 0, {}},
+  };
+  for (u8 target : {u8{0}, u8{2}}) {
+    const u64 invalid = cluster.replica(target).stats().messages_invalid;
+    u64 sent = 0;
+    for (const Forgery& forgery : forgeries) {
+      // Replica 0 is the primary: what the primary of the view would send goes to it from
+      // replica 1, claiming the next view (whose primary replica 1 is).
+      const bool to_primary = target == 0 && forgery.sender == 0;
+      const u8 sender = to_primary ? u8{1} : forgery.sender;
+      const u32 forged_view = view + forgery.view + (to_primary ? 1 : 0);
+      deliver(cluster, target,
+              forged_make(cluster, Command::prepare, sender, forged_view, forgery.body,
+                          [&](Header& header) {
+                            header.prepare.op = op_next;
+                            header.prepare.commit = forgery.commit;
+                            header.prepare.timestamp = forgery.timestamp;
+                            header.prepare.client = forgery.client;
+                            header.prepare.request = forgery.client == 0 ? 0 : 1;
+                            header.prepare.operation = forgery.operation;
+                            header.prepare.parent = cluster.replica(target).checksum_of(
+                                cluster.replica(target).op()).value_or(0);
+                          }));
+      sent += 1;
+    }
+    cluster.run(5);
+    CAPTURE(target);
+    CHECK(cluster.replica(target).stats().messages_invalid == invalid + sent);
+    CHECK(cluster.replica(target).op() == op_next - 1);
+  }
+  CHECK(cluster.replica(0).primary());
+  for (u8 index = 0; index < 3; index += 1) cluster.crash(index);
+  for (u8 index = 0; index < 3; index += 1) cluster.open(index);
+  const Account accounts[] = {account_make(1)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::reply);
 }
