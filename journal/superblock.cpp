@@ -8,8 +8,7 @@ namespace tally::journal {
 
 namespace {
 
-template <std::size_t size>
-bool bytes_zero(const std::array<u8, size>& bytes) {
+bool bytes_zero(std::span<const u8> bytes) {
   for (const u8 byte : bytes) {
     if (byte != 0) return false;
   }
@@ -70,8 +69,23 @@ const char* superblock_fields_error(const Superblock& superblock) {
   if (superblock.checkpoint.op > superblock.vsr_state.commit_max) {
     return "checkpoint op > commit_max";
   }
-  if (!bytes_zero(superblock.reserved_replica) || !bytes_zero(superblock.reserved)) {
+  if (!bytes_zero(superblock.reserved_replica) || !bytes_zero(superblock.reserved) ||
+      !bytes_zero(superblock.reserved_view)) {
     return "reserved bytes not zero";
+  }
+  if (superblock.view_headers_count > view_headers_max) return "view_headers_count above 9";
+  for (u32 index = 0; index < view_headers_max; index += 1) {
+    const Header& header = superblock.view_headers[index];
+    if (index >= superblock.view_headers_count) {
+      if (!bytes_zero({reinterpret_cast<const u8*>(&header), sizeof(Header)})) {
+        return "unused view headers not zero";
+      }
+      continue;
+    }
+    // The checksum and the command of each; the VSR layer checks the rest (the hash chain).
+    if (!checksum_valid(header) || header.command != Command::prepare) {
+      return "view header invalid";
+    }
   }
   return nullptr;
 }
@@ -123,11 +137,29 @@ Superblock superblock_next(const Superblock& parent, const SuperblockUpdate& upd
   next.sequence = parent.sequence + 1;
   next.vsr_state = update.vsr_state;
   next.checkpoint = update.checkpoint;
+  TALLY_ASSERT(update.view_headers.count <= view_headers_max);
+  next.view_headers_count = update.view_headers.count;
+  for (u32 index = 0; index < view_headers_max; index += 1) {
+    if (index < update.view_headers.count) {
+      next.view_headers[index] = update.view_headers.headers[index];
+    } else {
+      std::memset(static_cast<void*>(&next.view_headers[index]), 0, sizeof(Header));
+    }
+  }
   TALLY_ASSERT(superblock_monotonic(parent, next), "superblock update goes back in time");
   TALLY_ASSERT(superblock_fields_error(next) == nullptr, "%s", superblock_fields_error(next));
   next.checksum = superblock_checksum(next);
   TALLY_ASSERT(next.checksum != parent.checksum);
   return next;
+}
+
+ViewHeaders superblock_view_headers(const Superblock& superblock) {
+  ViewHeaders view_headers;
+  view_headers.count = superblock.view_headers_count;
+  for (u32 index = 0; index < superblock.view_headers_count; index += 1) {
+    view_headers.headers[index] = superblock.view_headers[index];
+  }
+  return view_headers;
 }
 
 bool superblock_equal(const Superblock& a, const Superblock& b) {

@@ -46,6 +46,7 @@
 #include "journal/storage.hpp"
 #include "src/base/assert.hpp"
 #include "tally/checksum.hpp"
+#include "tally/header.hpp"
 #include "tally/types.hpp"
 
 namespace tally::journal {
@@ -70,6 +71,13 @@ struct VsrState {
 };
 static_assert(sizeof(VsrState) == 16);
 static_assert(std::has_unique_object_representations_v<VsrState>);
+
+// The view headers: the newest prepare headers of the log this replica stands for in its view,
+// newest first, written with the view (docs/vsr-protocol.md, "View change"). While the replica
+// is normal (log_view == view) they are the start_view headers of its view; while it is in a
+// view change (log_view < view) they are the headers its do_view_change carries. At most a
+// pipeline's worth of uncommitted ops and the last committed one.
+inline constexpr u32 view_headers_max = 9;
 
 // The checkpoint to start from. `state` is opaque here: the VSR issue defines what goes in it
 // (the state machine's CheckpointState and the reference to the grid's manifest).
@@ -100,7 +108,10 @@ static_assert(std::has_unique_object_representations_v<CheckpointReference>);
 //       80    32  layout            LayoutConfig
 //      112    16  vsr_state         view, log_view, commit_max
 //      128  2064  checkpoint        op, commit_timestamp, state (2048 opaque bytes)
-//     2192  6000  reserved          zero: room for later fields
+//     2192     4  view_headers_count  0..view_headers_max
+//     2196    12  reserved_view     zero
+//     2208  2304  view_headers      prepare headers, newest first; unused ones zero
+//     4512  3680  reserved          zero: room for later fields
 struct Superblock {
   u128 checksum;
   u32 copy;
@@ -115,7 +126,10 @@ struct Superblock {
   LayoutConfig layout;
   VsrState vsr_state;
   CheckpointReference checkpoint;
-  std::array<u8, superblock_copy_size - 2192> reserved;
+  u32 view_headers_count;
+  std::array<u8, 12> reserved_view;
+  std::array<Header, view_headers_max> view_headers;
+  std::array<u8, superblock_copy_size - 4512> reserved;
 };
 static_assert(sizeof(Superblock) == superblock_copy_size);
 static_assert(std::has_unique_object_representations_v<Superblock>);
@@ -126,7 +140,9 @@ static_assert(offsetof(Superblock, sequence) == 64);
 static_assert(offsetof(Superblock, layout) == 80);
 static_assert(offsetof(Superblock, vsr_state) == 112);
 static_assert(offsetof(Superblock, checkpoint) == 128);
-static_assert(offsetof(Superblock, reserved) == 2192);
+static_assert(offsetof(Superblock, view_headers_count) == 2192);
+static_assert(offsetof(Superblock, view_headers) == 2208);
+static_assert(offsetof(Superblock, reserved) == 4512);
 static_assert(std::is_trivially_copyable_v<Superblock>);
 
 // What open() concluded. Only `ok` gives a working superblock.
@@ -176,10 +192,29 @@ struct SuperblockFormatOptions {
   LayoutConfig layout;
 };
 
+// The view headers an update writes (the superblock's own are zero beyond `count`).
+struct ViewHeaders {
+  u32 count = 0;
+  std::array<Header, view_headers_max> headers{};
+
+  std::span<const Header> span() const { return std::span(headers).first(count); }
+  friend bool operator==(const ViewHeaders& a, const ViewHeaders& b) {
+    if (a.count != b.count) return false;
+    for (u32 index = 0; index < a.count; index += 1) {
+      if (a.headers[index].checksum != b.headers[index].checksum) return false;
+    }
+    return true;
+  }
+};
+
 struct SuperblockUpdate {
   VsrState vsr_state;
   CheckpointReference checkpoint;
+  ViewHeaders view_headers;
 };
+
+// The superblock's view headers, as an update would write them.
+ViewHeaders superblock_view_headers(const Superblock& superblock);
 
 // Pure functions over copies.
 u128 superblock_checksum(const Superblock& superblock);

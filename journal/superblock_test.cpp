@@ -120,6 +120,20 @@ SuperblockUpdate update_for(u64 seed, const Superblock& previous) {
   update.checkpoint.op = previous.vsr_state.commit_max + 1;
   update.checkpoint.commit_timestamp = previous.checkpoint.commit_timestamp + 1000;
   prng.fill(std::span<u8>(update.checkpoint.state));
+  // The view headers: a checksummed prepare header per op, newest first, a random count.
+  update.view_headers.count = prng.range_inclusive<u32>(0, tally::journal::view_headers_max);
+  for (u32 index = 0; index < update.view_headers.count; index += 1) {
+    tally::Header& header = update.view_headers.headers[index];
+    header.cluster = cluster_id;
+    header.size = tally::header_size;
+    header.release = 1;
+    header.command = tally::Command::prepare;
+    header.prepare.op = update.vsr_state.commit_max + tally::journal::view_headers_max - index;
+    header.prepare.timestamp = prng.range_inclusive<u64>(1, 1u << 30);
+    header.prepare.operation = tally::Operation::pulse;
+    header.checksum_body = tally::checksum_empty;
+    tally::set_checksum(header);
+  }
   return update;
 }
 
@@ -210,6 +224,8 @@ TEST_SUITE("journal_superblock") {
       CHECK(superblock_equal(opened.working, store.working()));
       CHECK(opened.working.vsr_state == update.vsr_state);
       CHECK(opened.working.checkpoint == update.checkpoint);
+      CHECK(tally::journal::superblock_view_headers(opened.working) == update.view_headers);
+      CHECK(opened.working.view_headers_count == update.view_headers.count);
       CHECK(opened.working.cluster == cluster_id);
       CHECK(opened.working.layout == LayoutConfig::testing());
       CHECK(opened.decision.quorum_count == 4);
@@ -603,6 +619,23 @@ TEST_SUITE("journal_superblock") {
     CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
     superblock = formatted();
     superblock.reserved[100] = 1;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    superblock = formatted();
+    superblock.reserved_view[0] = 1;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    // View headers: at most view_headers_max, each a checksummed prepare, none beyond count.
+    superblock = formatted();
+    superblock.view_headers_count = tally::journal::view_headers_max + 1;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    superblock = formatted();
+    superblock.view_headers_count = 1;  // Its header is all zero: no valid checksum.
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    superblock = formatted();
+    superblock.view_headers[2].size = 1;  // Beyond count, not zero.
     superblock.checksum = superblock_checksum(superblock);
     CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
     superblock = formatted();

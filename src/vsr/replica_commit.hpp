@@ -1,0 +1,302 @@
+// Replica, committing: executing committed ops in op order on every replica (the state machine,
+// the client sessions and their replies), answering clients, and checkpoints. Part of
+// replica.hpp (its table of contents); included from there.
+//
+// Invariants: ops execute one at a time in op order, only up to min(commit_max, op_verified);
+// every replica and every replay builds the same reply bytes for an op (they come from the
+// prepare only); execution pauses while a checkpoint is written, and a checkpoint is taken at
+// exactly op_checkpoint + checkpoint_interval.
+#pragma once
+
+#include "src/vsr/replica.hpp"
+
+namespace tally::vsr {
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::commit_journal() {
+  if (status_ != ReplicaStatus::normal) return;
+  TALLY_ASSERT(commit_min_ >= log_.op_checkpoint());
+  while (commit_read_message_ == nullptr && !checkpointing_) {
+    if (commit_min_ == log_.op_checkpoint() + checkpoint_interval()) {
+      checkpoint_start();
+      break;
+    }
+    const u64 limit = commit_max_ < op_verified_ ? commit_max_ : op_verified_;
+    if (commit_min_ >= limit) break;
+    const u64 op = commit_min_ + 1;
+    const Header* entry = log_.header(op);
+    if (entry == nullptr) {
+      repair_request(op);
+      break;
+    }
+    if (base::Message* cached = log_.cache_get_entry(op); cached != nullptr) {
+      execute(cached);
+      continue;
+    }
+    if (log_.dirty(op)) {
+      repair_request(op);
+      break;
+    }
+    commit_read_start(op, commit_read_callback);
+  }
+  if (primary()) request_queue_drain();
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::commit_read_start(u64 op,
+                                               void (*callback)(typename journal::Wal<S>::Read*)) {
+  TALLY_ASSERT(commit_read_message_ == nullptr);
+  const Header* header = log_.wal().header_with_op(op);
+  TALLY_ASSERT(header != nullptr);
+  commit_read_message_ = pool().get();
+  TALLY_ASSERT(commit_read_message_ != nullptr, "message pool exhausted while opening");
+  log_.wal().read_prepare(&commit_read_, callback, op, header->checksum,
+                          {commit_read_message_->buffer, message_size_max});
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+base::Message* Replica<S, Bus, Clock>::commit_read_take(typename journal::Wal<S>::Read* read) {
+  base::Message* message = commit_read_message_;
+  TALLY_ASSERT(message != nullptr);
+  commit_read_message_ = nullptr;
+  if (read->status != journal::PrepareStatus::ok) {
+    pool().unref(message);
+    return nullptr;
+  }
+  return message;
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::commit_read_callback(typename journal::Wal<S>::Read* read) {
+  auto* self = static_cast<Replica*>(read->context);
+  base::Message* message = self->commit_read_take(read);
+  if (message == nullptr) {
+    self->repair_request(read->op);  // The read found the slot damaged: fetch it.
+    return;
+  }
+  if (message->header().prepare.op == self->commit_min_ + 1) self->log_.cache_put(message);
+  self->pool().unref(message);
+  self->commit_journal();
+}
+
+// Applies one committed prepare: the state machine, the client sessions, and (on the primary,
+// once normal) the reply.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::execute(base::Message* prepare) {
+  const Header& header = prepare->header();
+  const Header::Prepare& fields = header.prepare;
+  TALLY_ASSERT(fields.op == commit_min_ + 1, "op %llu after commit %llu",
+               static_cast<unsigned long long>(fields.op),
+               static_cast<unsigned long long>(commit_min_));
+  TALLY_ASSERT(fields.timestamp > state_machine_.commit_timestamp());
+  commit_min_ = fields.op;
+  stats_.ops_committed += 1;
+  if (commit_min_ > commit_max_) commit_max_ = commit_min_;
+  pipeline_.pop_executed(fields.op);
+
+  std::optional<u32> session_index;
+  u32 reply_size = 0;
+  switch (fields.operation) {
+    case Operation::register_session: {
+      session_index =
+          sessions_.open(fields.client, fields.op, header.release, fields.request_checksum);
+      const std::span<std::byte> reply_body =
+          sessions_.reply_buffer(*session_index).subspan(header_size);
+      RegisterResult result{};
+      result.batch_size_limit = batch_size_limit();
+      std::memcpy(reply_body.data(), &result, sizeof(result));
+      reply_size = sizeof(result);
+      state_machine_.commit_timestamp_set(fields.timestamp);
+      break;
+    }
+    case Operation::pulse: {
+      state_machine_.execute(Operation::state_machine_pulse, fields.timestamp, {},
+                             {scratch_reply_.data(), message_body_size_max});
+      break;
+    }
+    default: {
+      TALLY_ASSERT(operation_is_state_machine(fields.operation));
+      if (fields.client != 0) session_index = sessions_.find(fields.client);
+      const std::span<std::byte> reply_body =
+          session_index.has_value()
+              ? sessions_.reply_buffer(*session_index).subspan(header_size)
+              : std::span<std::byte>(scratch_reply_.data(), message_body_size_max);
+      reply_size =
+          state_machine_.execute(fields.operation, fields.timestamp, prepare->body(), reply_body);
+      break;
+    }
+  }
+  TALLY_ASSERT(state_machine_.commit_timestamp() == fields.timestamp);
+  // Every op, in op order on every replica: the grid's layout stays a function of the history.
+  checkpoint_store_.seal_ahead(state_machine_, checkpointer_);
+  if (fields.client == 0 || !session_index.has_value()) return;
+  reply_build(header, *session_index, reply_size);
+  if (status_ == ReplicaStatus::normal && primary()) reply_send(*session_index);
+}
+
+// The reply, built where the session keeps it. Every field comes from the prepare, not from
+// this replica (its index, its current view): every replica, and a replica replaying after a
+// restart, builds the identical reply, so the context the client chains its next request to is
+// the same everywhere.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::reply_build(const Header& prepare, u32 session_index,
+                                         u32 reply_size) {
+  const Header::Prepare& fields = prepare.prepare;
+  TALLY_ASSERT(fields.client != 0 && sessions_.entry(session_index).client == fields.client);
+  TALLY_ASSERT(reply_size <= message_body_size_max);
+  std::span<std::byte> buffer = sessions_.reply_buffer(session_index);
+  Header reply{};
+  reply.cluster = options_.cluster;
+  reply.size = header_size + reply_size;
+  reply.view = prepare.view;
+  reply.release = prepare.release;  // The client's own release (protocol §12.1).
+  reply.command = Command::reply;
+  reply.replica = prepare.replica;
+  reply.reply.request_checksum = fields.request_checksum;
+  reply.reply.client = fields.client;
+  reply.reply.op = fields.op;
+  reply.reply.commit = fields.op;
+  reply.reply.timestamp = fields.timestamp;
+  reply.reply.request = fields.request;
+  reply.reply.operation = fields.operation;
+  set_checksum_body(reply, buffer.subspan(header_size, reply_size));
+  set_reply_context(reply);
+  set_checksum(reply);
+  std::memcpy(buffer.data(), &reply, header_size);
+  sessions_.reply_record(session_index, fields.request, fields.request_checksum, fields.op);
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::reply_send(u32 session_index) {
+  TALLY_ASSERT(primary());
+  if (!sessions_.reply_available(session_index)) return;  // Lost to storage damage.
+  const std::span<const std::byte> bytes = sessions_.reply_bytes(session_index);
+  TALLY_ASSERT(bytes.size() >= header_size && bytes.size() <= message_size_max);
+  base::Message* message = pool().get();
+  if (message == nullptr) return;  // The client retransmits and gets the duplicate.
+  std::memcpy(message->buffer, bytes.data(), bytes.size());
+  message->pad_zero();
+  bus_.send_to_client(sessions_.entry(session_index).client, message);
+  pool().unref(message);
+}
+
+// -------------------------------------------------------------------------------------------
+// Client messages answered without the log.
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::eviction_send(u128 client, EvictionReason reason) {
+  TALLY_ASSERT(client != 0 && reason != EvictionReason::reserved);
+  base::Message* message = pool().get();
+  if (message == nullptr) return;
+  Header& header = message->header();
+  frame_fill(header, Command::eviction);
+  header.eviction.client = client;
+  header.eviction.reason = reason;
+  message_seal(message);
+  bus_.send_to_client(client, message);
+  pool().unref(message);
+}
+
+// §5.5: a pong, or an eviction for a session that is gone or a release out of range.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::on_ping_client(base::Message* message) {
+  const Header& ping = message->header();
+  TALLY_ASSERT(ping.command == Command::ping_client);
+  const u128 client = ping.ping_client.client;
+  TALLY_ASSERT(client != 0);  // validate_ping_client().
+  if (ping.ping_client.session != 0 && ping.ping_client.session <= commit_min_ &&
+      !sessions_.find(client).has_value()) {
+    eviction_send(client, EvictionReason::no_session);
+    return;
+  }
+  if (ping.release < release_client_min) {
+    eviction_send(client, EvictionReason::client_release_too_low);
+    return;
+  }
+  if (ping.release > release_server) {
+    eviction_send(client, EvictionReason::client_release_too_high);
+    return;
+  }
+  base::Message* pong = pool().get();
+  if (pong == nullptr) return;
+  Header& header = pong->header();
+  frame_fill(header, Command::pong_client);
+  header.pong_client.ping_timestamp_monotonic = ping.ping_client.ping_timestamp_monotonic;
+  message_seal(pong);
+  bus_.send_to_client(client, pong);
+  pool().unref(pong);
+}
+
+// -------------------------------------------------------------------------------------------
+// Checkpoints.
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::checkpoint_start() {
+  TALLY_ASSERT(!checkpointing_ && commit_min_ == log_.op_checkpoint() + checkpoint_interval());
+  const std::optional<u128> checksum = checksum_of(commit_min_);
+  TALLY_ASSERT(checksum.has_value(), "the checkpoint's op is in the log");
+  checkpointing_ = true;
+  checkpoint_checksum_next_ = *checksum;
+  checkpoint_store_.write(state_machine_, checkpointer_, sessions_, log_.op_checkpoint(),
+                          *checksum, checkpoint_written_callback, this);
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::checkpoint_written_callback(void* context) {
+  auto* self = static_cast<Replica*>(context);
+  TALLY_ASSERT(self->checkpointing_);
+  journal::SuperblockUpdate update{
+      .vsr_state = self->superblock_.working().vsr_state,
+      .checkpoint = {},
+      .view_headers = journal::superblock_view_headers(self->superblock_.working()),
+  };
+  if (update.vsr_state.view < self->view_) {
+    update.vsr_state.view = self->view_;
+    update.vsr_state.log_view = self->view_;
+  }
+  if (update.vsr_state.commit_max < self->commit_min_) {
+    update.vsr_state.commit_max = self->commit_min_;
+  }
+  update.checkpoint.op = self->commit_min_;
+  update.checkpoint.commit_timestamp = self->state_machine_.commit_timestamp();
+  checkpoint_vsr_state_write(self->checkpoint_store_.vsr_state(), update.checkpoint);
+  self->superblock_.update(update, checkpoint_superblock_callback);
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::checkpoint_superblock_callback(journal::SuperblockStore<S>* store) {
+  auto* self = static_cast<Replica*>(store->context);
+  TALLY_ASSERT(self->checkpointing_);
+  self->checkpoint_store_.commit();
+  self->checkpointer_.done(self->state_machine_);
+  self->log_.anchor_set(self->commit_min_, self->checkpoint_checksum_next_,
+                        self->state_machine_.commit_timestamp());
+  self->checkpointing_ = false;
+  self->stats_.checkpoints += 1;
+  self->commit_journal();
+}
+
+// -------------------------------------------------------------------------------------------
+// Message helpers.
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::frame_fill(Header& header, Command command) {
+  TALLY_ASSERT(command != Command::prepare && command != Command::reply);
+  header.cluster = options_.cluster;
+  header.size = header_size;
+  header.view = view_;
+  header.release = release_server;
+  header.command = command;
+  header.replica = options_.replica;
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::message_seal(base::Message* message) {
+  Header& header = message->header();
+  TALLY_ASSERT(header.size >= header_size && header.size <= message_size_max);
+  set_checksum_body(header, message->body());
+  set_checksum(header);
+  message->pad_zero();
+}
+
+}  // namespace tally::vsr
