@@ -76,7 +76,8 @@ static_assert(std::has_unique_object_representations_v<VsrState>);
 // newest first, written with the view (docs/vsr-protocol.md, "View change"). While the replica
 // is normal (log_view == view) they are the start_view headers of its view; while it is in a
 // view change (log_view < view) they are the headers its do_view_change carries. At most a
-// pipeline's worth of uncommitted ops and the last committed one.
+// pipeline's worth of uncommitted ops and the last committed one. A header with checksum 0 is a
+// blank: the replica had no header for that op.
 inline constexpr u32 view_headers_max = 9;
 
 // The checkpoint to start from. `state` is opaque here: the VSR issue defines what goes in it

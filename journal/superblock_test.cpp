@@ -631,7 +631,7 @@ TEST_SUITE("journal_superblock") {
     superblock.checksum = superblock_checksum(superblock);
     CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
     superblock = formatted();
-    superblock.view_headers_count = 1;  // Its header is all zero: no valid checksum.
+    superblock.view_headers_count = 1;  // All zero: not even a blank (command prepare).
     superblock.checksum = superblock_checksum(superblock);
     CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
     superblock = formatted();

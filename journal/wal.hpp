@@ -211,6 +211,31 @@ class Wal {
   }
   // How many slots recovery decided torn (truncated).
   u32 torn_count() const { return torn_count_; }
+  // What recovery read in a slot's copies: for a faulty slot, the newest op either copy names
+  // when one verified (a redundant header is written only after its prepare is durable, so no
+  // write that completed, hence none acknowledged, can be of a higher op), none when neither did.
+  // The op and view of the slot's redundant header as recovery read it, if it verified: the
+  // last entry of the slot whose write completed (the one that may have been acknowledged).
+  struct HeaderCopy {
+    u64 op;
+    u32 view;
+  };
+  std::optional<HeaderCopy> recovered_header_copy(u32 slot) const {
+    TALLY_ASSERT(status_ == Status::recovered || status_ == Status::inspected);
+    const SlotCopies& copies = copies_[slot];
+    if (copies.header != Copy::ok) return std::nullopt;
+    return HeaderCopy{.op = copies.header_op, .view = copies.header_view};
+  }
+
+  std::optional<u64> recovered_op_max(u32 slot) const {
+    TALLY_ASSERT(status_ == Status::recovered || status_ == Status::inspected);
+    const SlotCopies& copies = copies_[slot];
+    std::optional<u64> op;
+    if (copies.header == Copy::ok) op = copies.header_op;
+    if (copies.prepare == Copy::ok && (!op || *op < copies.prepare_op)) op = copies.prepare_op;
+    if (copies.header == Copy::empty && !op) op = 0;
+    return op;
+  }
 
   // The highest op among the log's entries: those recovery trusted, and those written (or being
   // written) since; none for an empty log.
@@ -792,6 +817,7 @@ class Wal {
       copies.relation = Relation::none;
       if (copies.header == Copy::ok) {
         copies.header_op = redundant_[slot].prepare.op;
+        copies.header_view = redundant_[slot].view;
         if (!op_max_untrusted || *op_max_untrusted < copies.header_op) {
           op_max_untrusted = copies.header_op;
         }

@@ -79,6 +79,7 @@ struct SlotCopies {
   Relation relation = Relation::none;
   u64 header_op = 0;
   u64 prepare_op = 0;
+  u32 header_view = 0;  // The redundant copy's view, when it is ok (for the VSR layer).
 };
 
 // The row for one slot. op_max is the highest op of any ok copy in either ring (none if no copy

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs the simulator (tests/simulator/simulator.cpp) over random seeds for a while: every run a
 # random replica count (1-6), client count and request count, with network faults, and at
-# random replica crashes, storage faults and a slow backup disk, until the time is up or a seed
-# fails. A failure prints the simulator's message and the exact command that reproduces it, and
-# the script exits 1. Runs reporting stale replicas
-# (fallen out of the WAL window: needs state sync, not implemented) are counted separately.
+# random replica crashes, storage faults, a slow backup disk and forged replica messages, until
+# the time is up or a seed fails. A failure prints the simulator's message and the exact command
+# that reproduces it, and the script exits 1. Runs reporting stale replicas (fallen out of the
+# WAL window: needs state sync, not implemented) are counted separately.
 #
 # Usage: tools/simulator_long.sh [minutes] [simulator binary]
 #   defaults: 10 minutes, the binary of build/release.
@@ -37,6 +37,9 @@ while ((SECONDS < deadline)); do
   fi
   if ((RANDOM % 4 == 0)); then
     arguments+=(--slow-disk)
+  fi
+  if ((RANDOM % 3 == 0)); then
+    arguments+=(--forged)
   fi
   if ! output=$("$binary" "${arguments[@]}" "$seed" 2>&1); then
     echo "$output" >&2

@@ -181,17 +181,37 @@ struct alignas(16) Header {
     u64 checkpoint_op;     // The primary's durable checkpoint (repair limits).
     u8 reserved[96];
   };
+  // A vote to leave the frame's view (start_view_change): a quorum of votes starts a view
+  // change to the next view (docs/vsr-protocol.md, "View change").
   struct ExitView {
     u8 reserved[128];
   };
+  // A replica's log for the view change to the frame's view (do_view_change), sent to that
+  // view's primary. Body: the replica's durable view headers, newest first, op - index each; a
+  // header that is all zero but for command and op is blank (no header for that op here).
   struct JoinView {
-    u8 reserved[128];
+    u64 op;             // The head: the first body header's op.
+    u64 commit_min;     // What the sender has executed.
+    u64 checkpoint_op;  // The sender's durable checkpoint.
+    u32 log_view;       // The view of the log the headers stand for (< the frame's view).
+    u16 nack_bitset;    // Bit i: the sender never acknowledged body[i] (no, or not durable).
+    u16 present_bitset;  // Bit i: the sender holds body[i]'s prepare intact.
+    // 1: a damaged slot may hold an op above `op` that the sender acknowledged; its log's end
+    // says nothing about the ops above it (no nacks for them).
+    u8 head_uncertain;
+    u8 reserved[95];
   };
+  // Asks the primary of the frame's view for its start_view (request_start_view).
   struct GetView {
-    u8 reserved[128];
+    u128 nonce;  // Echoed by the answer: a restarted replica knows it is not an old one.
+    u8 reserved[112];
   };
+  // Asks the primary of the frame's view for its log's headers of ops op_min..op_max (at most
+  // a pipeline's worth): how a backup behind learns what to fetch (answered with headers).
   struct GetHeaders {
-    u8 reserved[128];
+    u64 op_min;
+    u64 op_max;
+    u8 reserved[112];
   };
   // Asks a peer for the prepare of `op` (answered with the prepare itself).
   struct GetPrepare {
@@ -202,6 +222,7 @@ struct alignas(16) Header {
   struct GetReply {
     u8 reserved[128];
   };
+  // The sender's log's headers, newest first, consecutive and hash-chained (the body).
   struct Headers {
     u8 reserved[128];
   };
@@ -211,8 +232,14 @@ struct alignas(16) Header {
   struct Block {
     u8 reserved[128];
   };
+  // The new primary's log for the frame's view (start_view). Body: its view headers, newest
+  // first, consecutive and hash-chained, the oldest at or below commit_max.
   struct View {
-    u8 reserved[128];
+    u128 nonce;  // 0 when sent to every backup; a get_view's nonce when it answers one.
+    u64 op;             // The view's head: the first body header's op.
+    u64 commit_max;     // Every op up to here is committed.
+    u64 checkpoint_op;  // The primary's durable checkpoint.
+    u8 reserved[88];
   };
 
   // -------------------------------------------------------------------------------------------
@@ -572,17 +599,34 @@ inline HeaderError validate_header(const Header& header) {
       if (header.size != header_size) return HeaderError::size_invalid;
       if (!header_detail::zeroed(header.get_prepare.reserved)) return HeaderError::reserved_nonzero;
       return HeaderError::none;
+    case Command::exit_view:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.exit_view.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::join_view:
+      if (!header_detail::zeroed(header.join_view.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::get_view:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.get_view.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::view:
+      if (!header_detail::zeroed(header.view_command.reserved)) {
+        return HeaderError::reserved_nonzero;
+      }
+      return HeaderError::none;
+    case Command::get_headers:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.get_headers.reserved)) {
+        return HeaderError::reserved_nonzero;
+      }
+      return HeaderError::none;
     case Command::ping:
     case Command::pong:
-    case Command::exit_view:
-    case Command::join_view:
-    case Command::get_view:
-    case Command::get_headers:
     case Command::get_reply:
     case Command::headers:
     case Command::get_blocks:
     case Command::block:
-    case Command::view:
       if (!header_detail::zeroed(header.command_part)) return HeaderError::reserved_nonzero;
       return HeaderError::none;
     case Command::reserved:
@@ -755,9 +799,24 @@ TALLY_HEADER_FIELD_(commit.commit, 144);
 TALLY_HEADER_FIELD_(commit.checkpoint_op, 152);
 TALLY_HEADER_FIELD_(commit.reserved, 160);
 TALLY_HEADER_FIELD_(exit_view.reserved, 128);
-TALLY_HEADER_FIELD_(join_view.reserved, 128);
-TALLY_HEADER_FIELD_(get_view.reserved, 128);
-TALLY_HEADER_FIELD_(get_headers.reserved, 128);
+TALLY_HEADER_FIELD_(join_view.op, 128);
+TALLY_HEADER_FIELD_(join_view.commit_min, 136);
+TALLY_HEADER_FIELD_(join_view.checkpoint_op, 144);
+TALLY_HEADER_FIELD_(join_view.log_view, 152);
+TALLY_HEADER_FIELD_(join_view.nack_bitset, 156);
+TALLY_HEADER_FIELD_(join_view.present_bitset, 158);
+TALLY_HEADER_FIELD_(join_view.head_uncertain, 160);
+TALLY_HEADER_FIELD_(join_view.reserved, 161);
+TALLY_HEADER_FIELD_(get_headers.op_min, 128);
+TALLY_HEADER_FIELD_(get_headers.op_max, 136);
+TALLY_HEADER_FIELD_(get_headers.reserved, 144);
+TALLY_HEADER_FIELD_(get_view.nonce, 128);
+TALLY_HEADER_FIELD_(get_view.reserved, 144);
+TALLY_HEADER_FIELD_(view_command.nonce, 128);
+TALLY_HEADER_FIELD_(view_command.op, 144);
+TALLY_HEADER_FIELD_(view_command.commit_max, 152);
+TALLY_HEADER_FIELD_(view_command.checkpoint_op, 160);
+TALLY_HEADER_FIELD_(view_command.reserved, 168);
 TALLY_HEADER_FIELD_(get_prepare.prepare_checksum, 128);
 TALLY_HEADER_FIELD_(get_prepare.op, 144);
 TALLY_HEADER_FIELD_(get_prepare.reserved, 152);
@@ -765,7 +824,6 @@ TALLY_HEADER_FIELD_(get_reply.reserved, 128);
 TALLY_HEADER_FIELD_(headers.reserved, 128);
 TALLY_HEADER_FIELD_(get_blocks.reserved, 128);
 TALLY_HEADER_FIELD_(block.reserved, 128);
-TALLY_HEADER_FIELD_(view_command.reserved, 128);
 #undef TALLY_HEADER_FIELD_
 
 }  // namespace tally

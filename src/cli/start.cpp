@@ -205,7 +205,7 @@ int command_start(std::span<char*> arguments) {
   base::allocation_guard::seal(base::allocation_guard::default_mode());
 
   server->replica->open([](Replica*) {});
-  while (server->replica->status() != vsr::ReplicaStatus::normal && stop_requested == 0) {
+  while (!server->replica->opened() && stop_requested == 0) {
     server->loop.run_once(tick_ns);
   }
 

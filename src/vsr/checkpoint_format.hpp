@@ -25,6 +25,7 @@
 
 #include "journal/superblock.hpp"
 #include "src/state_machine/checkpoint.hpp"
+#include "tally/header.hpp"
 #include "tally/checksum.hpp"
 #include "tally/types.hpp"
 
@@ -48,12 +49,18 @@ struct CheckpointVsrState {
   u32 manifest_reference_count;
   u8 reserved_counts[8];
   state_machine::CheckpointState state_machine;
+  u8 reserved_align[8];
+  // The checkpoint op's prepare header itself (checksum: prepare_checksum), so that a replica
+  // whose log ends at its checkpoint can still name its head when its WAL slot is reused or
+  // damaged (a do_view_change needs it). All zero in checkpoints written before it existed.
+  Header prepare_header;
   u8 reserved_head[checkpoint_vsr_head_size - 16 - sizeof(BlockReference) - 16 -
-                   sizeof(state_machine::CheckpointState)];
+                   sizeof(state_machine::CheckpointState) - 8 - sizeof(Header)];
   BlockReference manifest[manifest_blocks_max];
 };
 static_assert(sizeof(CheckpointVsrState) <= journal::checkpoint_state_size);
 static_assert(offsetof(CheckpointVsrState, manifest) == checkpoint_vsr_head_size);
+static_assert(offsetof(CheckpointVsrState, prepare_header) % alignof(Header) == 0);
 static_assert(std::is_trivially_copyable_v<CheckpointVsrState>);
 
 enum class GridBlockKind : u32 { manifest = 1, sessions = 2 };

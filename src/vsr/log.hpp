@@ -25,6 +25,7 @@
 #include <bit>
 #include <cstddef>
 #include <optional>
+#include <span>
 
 #include "journal/layout.hpp"
 #include "journal/storage.hpp"
@@ -117,10 +118,30 @@ class Log {
     op_checkpoint_ = op_checkpoint;
     checkpoint_checksum_ = checksum;
     checkpoint_timestamp_ = timestamp;
+    anchor_capture();
     if (op_ < op_checkpoint_) {
       op_ = op_checkpoint_;
       head_checksum_ = checksum;
     }
+  }
+
+  // Keeps a copy of the anchor's own header while the WAL still names it, so that the log can
+  // show its anchor's header after the slot is reused or damaged (a head at the checkpoint).
+  void anchor_capture() {
+    if (anchor_header_valid_ && anchor_header_.prepare.op == op_checkpoint_) return;
+    anchor_header_valid_ = false;
+    if (!wal_.recovered() || op_checkpoint_ == 0) return;
+    const Header* entry = wal_.header_with_op(op_checkpoint_);
+    if (entry == nullptr || entry->checksum != checkpoint_checksum_) return;
+    anchor_header_ = *entry;
+    anchor_header_valid_ = true;
+  }
+
+  // The anchor's header as the checkpoint recorded it.
+  void anchor_header_set(const Header& header) {
+    TALLY_ASSERT(header.prepare.op == op_checkpoint_ && header.checksum == checkpoint_checksum_);
+    anchor_header_ = header;
+    anchor_header_valid_ = true;
   }
 
   u64 op_checkpoint() const { return op_checkpoint_; }
@@ -145,6 +166,7 @@ class Log {
   // goes unbroken. Entries past a break stay in the WAL until truncate_after() removes them.
   void head_recover() {
     TALLY_ASSERT(wal_.recovered());
+    anchor_capture();
     TALLY_ASSERT(write_queue_count_ == 0);
     op_ = op_checkpoint_;
     head_checksum_ = checkpoint_checksum_;
@@ -166,6 +188,92 @@ class Log {
            prepare.prepare.timestamp > head_timestamp();
   }
 
+  // After WAL recovery, in a cluster: the head is the highest op the log holds once the WAL's
+  // entries are reconciled with the durable view headers (newest first) of `log_view`:
+  //   - above the newest view header, an entry must be of `log_view` itself (appended while
+  //     normal in that view) when log_view == view, and there is none when log_view < view (a
+  //     replica in a view change appends nothing): anything else is an entry a view change
+  //     truncated here in memory, which a crash brought back;
+  //   - at a view header's op, the entry must be that header; a missing or different one is
+  //     replaced by the header (dirty: its prepare is fetched from a peer);
+  //   - at a blank view header's op (no header for it when the headers were taken), an entry
+  //     of a view above `log_view` cannot be one of that log's;
+  //   - below the oldest view header, entries stay: the hash chain from the head decides.
+  // Breaks in the chain are left for repair (chain_min()).
+  void head_recover_cluster(std::span<const Header> view_headers, u32 log_view, u32 view) {
+    TALLY_ASSERT(wal_.recovered() && write_queue_count_ == 0);
+    anchor_capture();
+    TALLY_ASSERT(log_view <= view);
+    u64 newest = op_checkpoint_;
+    u64 oldest = op_checkpoint_ + 1;
+    if (!view_headers.empty()) {
+      newest = view_headers.front().prepare.op;
+      oldest = view_headers.back().prepare.op;
+      TALLY_ASSERT(newest >= oldest && newest - oldest + 1 == view_headers.size());
+    }
+    for (u64 op = op_checkpoint_ + 1; op <= op_max(); op += 1) {
+      const Header* entry = wal_.header_with_op(op);
+      if (entry == nullptr) continue;
+      bool keep = true;
+      if (op > newest) {
+        keep = log_view == view && entry->view == log_view;
+      } else if (op >= oldest) {
+        const Header& expected = view_headers[newest - op];
+        keep = header_blank(expected) ? entry->view <= log_view
+                                      : entry->checksum == expected.checksum;
+      }
+      if (!keep) wal_.remove_entry(wal_.slot_for_op(op));
+    }
+    for (const Header& expected : view_headers) {
+      const u64 op = expected.prepare.op;
+      if (header_blank(expected) || op <= op_checkpoint_ || op > op_max()) continue;
+      if (wal_.header_with_op(op) == nullptr) wal_.set_header_as_dirty(expected);
+    }
+    op_ = op_checkpoint_;
+    head_checksum_ = checkpoint_checksum_;
+    for (u64 op = op_max(); op > op_checkpoint_; op -= 1) {
+      if (const Header* entry = wal_.header_with_op(op); entry != nullptr) {
+        op_ = op;
+        head_checksum_ = entry->checksum;
+        break;
+      }
+    }
+    TALLY_ASSERT(op_ >= op_checkpoint_ && op_ <= op_max());
+  }
+
+  // The lowest op from which the log up to its head is one unbroken hash chain: every entry
+  // there present and naming its predecessor as parent (the anchor counts as an entry). The log
+  // is trusted from the head down; what lies below a break is repaired before it is used.
+  //   ops    7   8   9  10  11 (head)
+  //   held   x   -   x   x   x      chain_min() == 9: op 8 is missing, 9..11 chain
+  u64 chain_min() const {
+    u64 op = op_;
+    while (op > op_checkpoint_) {
+      const Header* entry = header(op);
+      TALLY_ASSERT(entry != nullptr || op < op_);
+      if (entry == nullptr) return op + 1;
+      const std::optional<u128> parent = checksum_of(op - 1);
+      if (!parent.has_value() || *parent != entry->prepare.parent) return op;
+      op -= 1;
+    }
+    return op;
+  }
+
+  // The checksum the log expects at `op` from the head down: its entry's when the chain reaches
+  // it, or, just below a break, the parent the chain names. None elsewhere.
+  std::optional<u128> checksum_expected(u64 op) const {
+    if (op > op_) return std::nullopt;
+    const u64 chained = chain_min();
+    if (op >= chained) return checksum_of(op);
+    if (op + 1 == chained && header(chained) != nullptr) return header(chained)->prepare.parent;
+    return std::nullopt;
+  }
+
+  // A blank view header: "no header for this op", only the command and the op set.
+  static bool header_blank(const Header& header) {
+    return header.checksum == 0 && header.command == Command::prepare;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Entries.
 
@@ -177,7 +285,9 @@ class Log {
       const base::Message* queued = write_queue_[write_queue_index(index)];
       if (queued->header().prepare.op == op) return &queued->header();
     }
-    return wal_.header_with_op(op);
+    const Header* entry = wal_.header_with_op(op);
+    if (entry == nullptr && op == op_checkpoint_ && anchor_header_valid_) return &anchor_header_;
+    return entry;
   }
 
   // The checksum of the prepare at `op`, for ops from the anchor on that the log still names.
@@ -186,6 +296,17 @@ class Log {
     const Header* entry = header(op);
     if (entry == nullptr) return std::nullopt;
     return entry->checksum;
+  }
+
+  // Whether a write to `slot` is queued or in flight, whichever op it is for.
+  bool slot_busy(u32 slot) const {
+    if (wal_.writing(slot)) return true;
+    for (u32 index = 0; index < write_queue_count_; index += 1) {
+      if (wal_.slot_for_op(write_queue_[write_queue_index(index)]->header().prepare.op) == slot) {
+        return true;
+      }
+    }
+    return false;
   }
 
   bool write_queued(u64 op) const {
@@ -216,7 +337,7 @@ class Log {
     if (checksum_vouched(op) != checksum) return false;
     const Header* entry = header(op);
     if (entry != nullptr && !dirty(op)) return false;
-    return !write_queued(op) && !write_queue_full() && !wal_.writing(wal_.slot_for_op(op));
+    return !write_queue_full() && !slot_busy(wal_.slot_for_op(op));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -244,6 +365,42 @@ class Log {
     write_enqueue(message);
   }
 
+  // Names `prepare` as the log's entry for its op, its prepare to come (dirty) unless it is the
+  // entry already; the head moves up to it. False if a write to the slot is in flight (the
+  // caller retries).
+  bool install(const Header& prepare) {
+    const u64 op = prepare.prepare.op;
+    TALLY_ASSERT(prepare.command == Command::prepare && checksum_valid(prepare));
+    TALLY_ASSERT(op > op_checkpoint_ && op <= op_max());
+    const Header* entry = header(op);
+    if (entry != nullptr && entry->checksum == prepare.checksum) return true;
+    // Not while a write to the slot is queued or in flight: of this op, or of the op a wrap
+    // before it (a slow disk's backup can execute and checkpoint past an op still queued).
+    if (slot_busy(wal_.slot_for_op(op))) return false;
+    wal_.set_header_as_dirty(prepare);
+    if (op >= op_) {
+      op_ = op;
+      head_checksum_ = prepare.checksum;
+    }
+    TALLY_ASSERT(header(op) != nullptr && header(op)->checksum == prepare.checksum);
+    return true;
+  }
+
+  // Makes `message` the log's entry for its op and writes it (install(), then the WAL write),
+  // unless it is durable here already. False if it cannot now (a write to the slot in flight,
+  // or the write queue full): the caller retries.
+  bool put(base::Message* message) {
+    const Header& prepare = message->header();
+    const u64 op = prepare.prepare.op;
+    const Header* entry = header(op);
+    if (entry != nullptr && entry->checksum == prepare.checksum && !dirty(op)) return true;
+    if (write_queue_full() || slot_busy(wal_.slot_for_op(op))) return false;
+    if (!install(prepare)) return false;
+    cache_put(message);
+    write_enqueue(message);
+    return true;
+  }
+
   // Removes every entry above `op` (at least the anchor). False if a WAL write to one of them
   // is in flight: the caller tries again later.
   bool truncate_after(u64 op) {
@@ -253,13 +410,21 @@ class Log {
     for (u64 candidate = op + 1; candidate <= last; candidate += 1) {
       if (wal_.writing(wal_.slot_for_op(candidate))) return false;
     }
-    while (write_queue_count_ > 0) {
-      const u32 tail = write_queue_index(write_queue_count_ - 1);
-      if (write_queue_[tail]->header().prepare.op <= op) break;
-      pool_->unref(write_queue_[tail]);
-      write_queue_[tail] = nullptr;
-      write_queue_count_ -= 1;
+    // Queued writes above `op` go, wherever they are in the queue (a repair's write of an older
+    // op may be queued behind newer ones); the others keep their order.
+    u32 kept = 0;
+    for (u32 position = 0; position < write_queue_count_; position += 1) {
+      base::Message*& queued = write_queue_[write_queue_index(position)];
+      base::Message* message = queued;
+      queued = nullptr;
+      if (message->header().prepare.op > op) {
+        pool_->unref(message);
+      } else {
+        write_queue_[write_queue_index(kept)] = message;
+        kept += 1;
+      }
     }
+    write_queue_count_ = kept;
     for (u64 candidate = op + 1; candidate <= last; candidate += 1) {
       const u32 slot = wal_.slot_for_op(candidate);
       const Header& entry = wal_.header(slot);
@@ -388,6 +553,8 @@ class Log {
   u64 op_checkpoint_ = 0;
   u128 checkpoint_checksum_ = 0;  // The prepare at op_checkpoint_: the chain's anchor.
   u64 checkpoint_timestamp_ = 0;
+  Header anchor_header_{};
+  bool anchor_header_valid_ = false;
   u64 op_ = 0;                    // The head.
   u128 head_checksum_ = 0;
 

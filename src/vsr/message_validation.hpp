@@ -7,7 +7,8 @@
 // before this; the message bus has verified both checksums. What is checked here is what only
 // the replica protocol defines (docs/vsr-protocol.md, "Validation"):
 //
-//   every replica command   sender index within the cluster and not this replica
+//   every replica command   sender index within the cluster and, but for a prepare (which
+//                           names the primary that prepared it), not this replica
 //   prepare                 sent by the primary of the view it names; op >= 1; commit < op;
 //                           a timestamp; checkpoint_id 0; an operation a primary prepares
 //                           (register, pulse, or a state-machine operation other than the
@@ -15,15 +16,27 @@
 //                           that operation, the body passing the request body rules (§8)
 //   prepare_ok              op >= 1; a prepare checksum
 //   commit                  sent by the primary of the view it names; checkpoint_op <= commit
-//   get_prepare             (nothing more)
+//   get_prepare, exit_view  (nothing more)
+//   get_view                a nonce
+//   get_headers             op_min <= op_max, at most a pipeline's worth
+//   headers                 its body as a view's (no blanks)
+//   join_view               log_view below its view; checkpoint <= commit_min <= op; its body
+//                           (validate_view_headers, blanks allowed but first) headed by op; no
+//                           bitset bit beyond the headers
+//   view                    sent by the view's primary; checkpoint <= commit_max <= op, at most
+//                           a pipeline apart; its body (no blanks) from op down to at or below
+//                           commit_max
 //
 // What depends on the replica's state (the view, the log, the pipeline) is the handlers' to
 // check; each states it where it acts. Invariant: validate_replica_message() returns none only
-// for prepare, prepare_ok, commit and get_prepare.
+// for the commands of command_is_replica().
 #pragma once
 
+#include <cstring>
 #include <span>
 
+#include "journal/superblock.hpp"
+#include "journal/wal.hpp"
 #include "src/base/assert.hpp"
 #include "tally/constants.hpp"
 #include "tally/header.hpp"
@@ -50,6 +63,10 @@ enum class MessageError : u8 {
   body_invalid,            // The body fails the request body rules of its operation.
   prepare_checksum_zero,
   checkpoint_above_commit,
+  view_headers_invalid,  // A join_view's or view's body: count, ops, checksums, chain, views.
+  log_view_invalid,      // A join_view's log_view is not below its view.
+  view_fields_invalid,   // op, commit and checkpoint fields out of order.
+  nonce_zero,
 };
 
 constexpr const char* name(MessageError error) {
@@ -70,6 +87,10 @@ constexpr const char* name(MessageError error) {
     case MessageError::body_invalid: return "body_invalid";
     case MessageError::prepare_checksum_zero: return "prepare_checksum_zero";
     case MessageError::checkpoint_above_commit: return "checkpoint_above_commit";
+    case MessageError::view_headers_invalid: return "view_headers_invalid";
+    case MessageError::log_view_invalid: return "log_view_invalid";
+    case MessageError::view_fields_invalid: return "view_fields_invalid";
+    case MessageError::nonce_zero: return "nonce_zero";
   }
   return "unknown";
 }
@@ -83,7 +104,56 @@ struct ValidationContext {
 // Whether `command` is one that replicas send each other.
 constexpr bool command_is_replica(Command command) {
   return command == Command::prepare || command == Command::prepare_ok ||
-         command == Command::commit || command == Command::get_prepare;
+         command == Command::commit || command == Command::get_prepare ||
+         command == Command::exit_view || command == Command::join_view ||
+         command == Command::view || command == Command::get_view ||
+         command == Command::get_headers || command == Command::headers;
+}
+
+// The body of a join_view or a view: 1..view_headers_max prepare headers, newest first, one op
+// apart, each of this cluster and at most `view_max`'s view (blanks: join_view only, never the
+// first), adjacent ones hash-chained with rising timestamps.
+inline MessageError validate_view_headers(const Header& message, std::span<const std::byte> body,
+                                          bool blanks_allowed, u32 view_max) {
+  if (body.empty() || body.size() % header_size != 0) return MessageError::view_headers_invalid;
+  const u64 count = body.size() / header_size;
+  if (count > journal::view_headers_max) return MessageError::view_headers_invalid;
+  Header newer{};
+  bool newer_valid = false;
+  for (u64 index = 0; index < count; index += 1) {
+    Header header;
+    std::memcpy(&header, body.data() + index * header_size, header_size);
+    const bool blank = header.checksum == 0 && header.command == Command::prepare;
+    if (blank) {
+      Header expected{};
+      expected.command = Command::prepare;
+      expected.prepare.op = header.prepare.op;
+      if (!blanks_allowed || index == 0 || std::memcmp(&expected, &header, header_size) != 0) {
+        return MessageError::view_headers_invalid;
+      }
+    } else {
+      // The cluster's root prepare stands for op 0; every other header is a real prepare.
+      const bool root = header.prepare.op == 0;
+      if (!checksum_valid(header) || header.command != Command::prepare ||
+          header.cluster != message.cluster || header.view > view_max ||
+          (root != (header.prepare.operation == Operation::root)) ||
+          header.prepare.operation == Operation::reserved ||
+          (!root && header.prepare.timestamp == 0)) {
+        return MessageError::view_headers_invalid;
+      }
+    }
+    if (index > 0 && header.prepare.op + 1 != newer.prepare.op) {
+      return MessageError::view_headers_invalid;
+    }
+    if (!blank && newer_valid &&
+        (header.checksum != newer.prepare.parent ||
+         header.prepare.timestamp >= newer.prepare.timestamp || header.view > newer.view)) {
+      return MessageError::view_headers_invalid;
+    }
+    newer = header;
+    newer_valid = !blank;
+  }
+  return MessageError::none;
 }
 
 // The operations a primary prepares, with the fields and body each must carry.
@@ -122,7 +192,11 @@ inline MessageError validate_replica_message(const Header& header,
   TALLY_ASSERT(body.size() == header.size - header_size);
   if (!command_is_replica(header.command)) return MessageError::command_not_replica;
   if (header.replica >= context.replica_count) return MessageError::sender_invalid;
-  if (header.replica == context.replica) return MessageError::sender_self;
+  // A prepare names the primary that prepared it, not who sent it: a peer answering a repair
+  // forwards it as it is, possibly to the replica that prepared it in an earlier view.
+  if (header.replica == context.replica && header.command != Command::prepare) {
+    return MessageError::sender_self;
+  }
   const bool from_view_primary = header.view % context.replica_count == header.replica;
   switch (header.command) {
     case Command::prepare: {
@@ -145,6 +219,55 @@ inline MessageError validate_replica_message(const Header& header,
       }
       return MessageError::none;
     case Command::get_prepare: return MessageError::none;
+    case Command::exit_view: return MessageError::none;
+    case Command::get_headers: {
+      const Header::GetHeaders& fields = header.get_headers;
+      if (fields.op_min > fields.op_max ||
+          fields.op_max - fields.op_min >= journal::wal_write_count_max) {
+        return MessageError::view_fields_invalid;
+      }
+      return MessageError::none;
+    }
+    case Command::headers: return validate_view_headers(header, body, false, header.view);
+    case Command::get_view:
+      return header.get_view.nonce == 0 ? MessageError::nonce_zero : MessageError::none;
+    case Command::join_view: {
+      const Header::JoinView& fields = header.join_view;
+      if (fields.log_view >= header.view) return MessageError::log_view_invalid;
+      if (fields.commit_min > fields.op || fields.checkpoint_op > fields.commit_min ||
+          fields.head_uncertain > 1) {
+        return MessageError::view_fields_invalid;
+      }
+      const MessageError error = validate_view_headers(header, body, true, fields.log_view);
+      if (error != MessageError::none) return error;
+      const u64 count = body.size() / header_size;
+      Header head;
+      std::memcpy(&head, body.data(), header_size);
+      if (head.prepare.op != fields.op) return MessageError::view_fields_invalid;
+      const u32 bits_used = (1u << count) - 1;
+      if ((fields.nack_bitset & ~bits_used) != 0 || (fields.present_bitset & ~bits_used) != 0) {
+        return MessageError::view_fields_invalid;
+      }
+      return MessageError::none;
+    }
+    case Command::view: {
+      const Header::View& fields = header.view_command;
+      if (!from_view_primary) return MessageError::sender_not_primary;
+      if (fields.commit_max > fields.op || fields.checkpoint_op > fields.commit_max ||
+          fields.op - fields.commit_max > journal::view_headers_max - 1) {
+        return MessageError::view_fields_invalid;
+      }
+      const MessageError error = validate_view_headers(header, body, false, header.view);
+      if (error != MessageError::none) return error;
+      Header head;
+      Header oldest;
+      std::memcpy(&head, body.data(), header_size);
+      std::memcpy(&oldest, body.data() + body.size() - header_size, header_size);
+      if (head.prepare.op != fields.op || oldest.prepare.op > fields.commit_max) {
+        return MessageError::view_fields_invalid;
+      }
+      return MessageError::none;
+    }
     default: break;
   }
   TALLY_ASSERT(false, "command_is_replica() and the switch disagree");

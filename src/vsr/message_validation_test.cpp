@@ -118,7 +118,7 @@ TestMessage get_prepare_make() {
 }  // namespace
 
 TEST_SUITE("message_validation") {
-  TEST_CASE("every error has its own name") {
+  TEST_CASE("message validation: every error has its own name") {
     const auto last = static_cast<u8>(MessageError::checkpoint_above_commit);
     for (u8 value = 0; value <= last; value += 1) {
       const char* error_name = vsr::name(static_cast<MessageError>(value));
@@ -129,7 +129,7 @@ TEST_SUITE("message_validation") {
     }
   }
 
-  TEST_CASE("valid messages of every replica command pass") {
+  TEST_CASE("message validation: valid messages of every replica command pass") {
     for (const Operation operation :
          {Operation::pulse, Operation::register_session, Operation::create_accounts}) {
       CAPTURE(static_cast<int>(operation));
@@ -154,9 +154,9 @@ TEST_SUITE("message_validation") {
     CHECK(get_prepare_peer.validate() == MessageError::none);
   }
 
-  TEST_CASE("command_not_replica: client commands and replica commands Tally does not use") {
-    for (const Command command : {Command::ping, Command::pong, Command::headers,
-                                  Command::get_headers, Command::view}) {
+  TEST_CASE("message validation: command_not_replica: client commands, unused replica ones") {
+    for (const Command command :
+         {Command::ping, Command::pong, Command::get_reply, Command::get_blocks, Command::block}) {
       CAPTURE(static_cast<int>(command));
       TestMessage message = frame_make(command, 0, 0);
       CHECK(message.validate() == MessageError::command_not_replica);
@@ -172,7 +172,7 @@ TEST_SUITE("message_validation") {
           MessageError::command_not_replica);
   }
 
-  TEST_CASE("sender_invalid: a replica index outside the cluster") {
+  TEST_CASE("message validation: sender_invalid: a replica index outside the cluster") {
     TestMessage get_prepare = get_prepare_make();
     get_prepare.header.replica = 3;
     CHECK(get_prepare.validate() == MessageError::sender_invalid);
@@ -184,18 +184,19 @@ TEST_SUITE("message_validation") {
     CHECK(get_prepare.validate({.replica = 1, .replica_count = 4}) == MessageError::none);
   }
 
-  TEST_CASE("sender_self: a message claiming to come from its receiver") {
+  TEST_CASE("message validation: sender_self: a message claiming to come from its receiver") {
     TestMessage prepare_ok = prepare_ok_make();
     prepare_ok.header.replica = context.replica;
     CHECK(prepare_ok.validate() == MessageError::sender_self);
-    // A prepare in a view this replica leads: it never sends itself one.
+    // But a prepare names the primary that prepared it, not its sender: a peer answering a
+    // repair forwards this replica's own prepare of an earlier view back to it.
     TestMessage prepare = prepare_make(Operation::create_accounts);
     prepare.header.view = 1;
     prepare.header.replica = 1;
-    CHECK(prepare.validate() == MessageError::sender_self);
+    CHECK(prepare.validate() == MessageError::none);
   }
 
-  TEST_CASE("sender_not_primary: a prepare or a commit from a backup of the view it names") {
+  TEST_CASE("message validation: sender_not_primary: a prepare or commit from a backup") {
     TestMessage prepare = prepare_make(Operation::create_accounts);
     prepare.header.replica = 2;
     CHECK(prepare.validate() == MessageError::sender_not_primary);
@@ -212,7 +213,7 @@ TEST_SUITE("message_validation") {
     CHECK(prepare_ok.validate() == MessageError::none);
   }
 
-  TEST_CASE("op_zero: the root prepare is never sent, nor acknowledged") {
+  TEST_CASE("message validation: op_zero: the root prepare is never sent, nor acknowledged") {
     TestMessage prepare = prepare_make(Operation::pulse);
     prepare.header.prepare.op = 0;
     prepare.header.prepare.commit = 0;
@@ -222,7 +223,7 @@ TEST_SUITE("message_validation") {
     CHECK(prepare_ok.validate() == MessageError::op_zero);
   }
 
-  TEST_CASE("commit_not_below_op: a prepare cannot be committed when it is prepared") {
+  TEST_CASE("message validation: commit_not_below_op: a prepare is not committed when prepared") {
     TestMessage prepare = prepare_make(Operation::create_accounts);
     prepare.header.prepare.commit = prepare.header.prepare.op;
     CHECK(prepare.validate() == MessageError::commit_not_below_op);
@@ -232,27 +233,31 @@ TEST_SUITE("message_validation") {
     CHECK(prepare.validate() == MessageError::none);
   }
 
-  TEST_CASE("timestamp_zero") {
+  TEST_CASE("message validation: timestamp_zero") {
     TestMessage prepare = prepare_make(Operation::register_session);
     prepare.header.prepare.timestamp = 0;
     CHECK(prepare.validate() == MessageError::timestamp_zero);
   }
 
-  TEST_CASE("checkpoint_id_nonzero") {
+  TEST_CASE("message validation: checkpoint_id_nonzero") {
     TestMessage prepare = prepare_make(Operation::pulse);
     prepare.header.prepare.checkpoint_id = 1;
     CHECK(prepare.validate() == MessageError::checkpoint_id_nonzero);
   }
 
-  TEST_CASE("operation_invalid: operations no primary prepares") {
-    const u8 operations[] = {
-        static_cast<u8>(Operation::reserved),    static_cast<u8>(Operation::root),
-        static_cast<u8>(Operation::reconfigure), static_cast<u8>(Operation::upgrade),
-        static_cast<u8>(Operation::noop),        7,
-        127,  // VSR-reserved values.
-        static_cast<u8>(Operation::state_machine_pulse),
-        148,  // Past the state machine's operations.
-        255};
+  TEST_CASE("message validation: operation_invalid: operations no primary prepares") {
+    // VSR operations other than register and pulse, VSR-reserved values, the state machine's
+    // own pulse, and values past the state machine's operations.
+    const u8 operations[] = {static_cast<u8>(Operation::reserved),
+                             static_cast<u8>(Operation::root),
+                             static_cast<u8>(Operation::reconfigure),
+                             static_cast<u8>(Operation::upgrade),
+                             static_cast<u8>(Operation::noop),
+                             7,
+                             127,
+                             static_cast<u8>(Operation::state_machine_pulse),
+                             148,
+                             255};
     for (const u8 operation : operations) {
       CAPTURE(static_cast<int>(operation));
       TestMessage prepare = prepare_make(Operation::create_accounts);
@@ -261,7 +266,7 @@ TEST_SUITE("message_validation") {
     }
   }
 
-  TEST_CASE("pulse_fields_invalid: a pulse names no client, request or body") {
+  TEST_CASE("message validation: pulse_fields_invalid: a pulse names no client, request or body") {
     TestMessage with_client = prepare_make(Operation::pulse);
     with_client.header.prepare.client = 0xC11E;
     CHECK(with_client.validate() == MessageError::pulse_fields_invalid);
@@ -276,7 +281,7 @@ TEST_SUITE("message_validation") {
     CHECK(with_body.validate() == MessageError::pulse_fields_invalid);
   }
 
-  TEST_CASE("register_fields_invalid: a register needs its client and the RegisterRequest body") {
+  TEST_CASE("message validation: register_fields_invalid: a client and exactly a RegisterRequest") {
     TestMessage no_client = prepare_make(Operation::register_session);
     no_client.header.prepare.client = 0;
     CHECK(no_client.validate() == MessageError::register_fields_invalid);
@@ -292,7 +297,7 @@ TEST_SUITE("message_validation") {
     CHECK(long_body.validate() == MessageError::register_fields_invalid);
   }
 
-  TEST_CASE("request_fields_invalid: a state-machine prepare names its client and request") {
+  TEST_CASE("message validation: request_fields_invalid: a client and a request number") {
     TestMessage no_client = prepare_make(Operation::create_accounts);
     no_client.header.prepare.client = 0;
     CHECK(no_client.validate() == MessageError::request_fields_invalid);
@@ -301,7 +306,7 @@ TEST_SUITE("message_validation") {
     CHECK(no_request.validate() == MessageError::request_fields_invalid);
   }
 
-  TEST_CASE("body_invalid: the body fails the request body rules of its operation") {
+  TEST_CASE("message validation: body_invalid: the request body rules of the operation") {
     TestMessage empty = prepare_make(Operation::create_accounts);
     empty.body.clear();
     CHECK(empty.validate() == MessageError::body_invalid);
@@ -319,17 +324,17 @@ TEST_SUITE("message_validation") {
     CHECK(transfers.validate() == MessageError::none);
   }
 
-  TEST_CASE("prepare_checksum_zero: an acknowledgement names the prepare") {
+  TEST_CASE("message validation: prepare_checksum_zero: an acknowledgement names the prepare") {
     TestMessage prepare_ok = prepare_ok_make();
     prepare_ok.header.prepare_ok.prepare_checksum = 0;
     CHECK(prepare_ok.validate() == MessageError::prepare_checksum_zero);
   }
 
-  TEST_CASE("checkpoint_above_commit: a checkpoint holds only committed ops") {
+  TEST_CASE("message validation: checkpoint_above_commit: a checkpoint holds only committed ops") {
     TestMessage commit = commit_make();
     commit.header.commit.checkpoint_op = commit.header.commit.commit + 1;
     CHECK(commit.validate() == MessageError::checkpoint_above_commit);
     commit.header.commit.checkpoint_op = commit.header.commit.commit;
     CHECK(commit.validate() == MessageError::none);
   }
-}
+}  // TEST_SUITE

@@ -1,6 +1,7 @@
-// Replica: one member of a Tally cluster. Viewstamped Replication's normal operation over the
-// journal (WAL, superblock) and the state machine, templated on Storage, MessageBus and Time so
-// that the same code runs on io_uring (src/cli) and in the simulator (tests/simulator).
+// Replica: one member of a Tally cluster. Viewstamped Replication (normal operation, view
+// changes, repair) over the journal (WAL, superblock) and the state machine, templated on
+// Storage, MessageBus and Time so that the same code runs on io_uring (src/cli) and in the
+// simulator (tests/simulator).
 //
 // docs/vsr-protocol.md describes the messages and the rules; in short:
 //
@@ -9,32 +10,34 @@
 //     primary ── prepare ──> every backup; primary and backups write it to their WAL
 //     backup ── prepare_ok ──> primary, once the prepare is durable
 //     primary: quorum (its own write included) => committed; executes in op order; replies
-//     backups learn the commit number from later prepares and from commit heartbeats, and
-//     execute up to it; every replica keeps the client sessions (with each latest reply).
+//   A backup that hears nothing from its primary votes to leave the view (exit_view); a quorum
+//   of votes starts a view change: each replica sends its log's newest headers (join_view) to
+//   the next view's primary, which chooses the log (view_change_quorum.hpp), repairs what it
+//   lacks, and starts the view (view) once its log is whole and durable.
 //
 // The replica is split along its seams; this file is the table of contents and the state:
 //
-//   log.hpp                the hash chain over the WAL: write queue, prepare cache, truncation
-//   pipeline.hpp           the primary's prepares in flight and the queue of waiting requests
-//   timeout.hpp            named timeouts with backoff
-//   message_validation.hpp every replica message checked once, at on_message()
-//   quorums.hpp            replication, view-change and nack quorums for 1..6 replicas
-//   replica_open.hpp       opening: superblock, checkpoint, WAL recovery, replay
-//   replica_primary.hpp    requests, preparing, acknowledgements, heartbeats, pulses
-//   replica_backup.hpp     accepting prepares, verification against the primary, repair
-//   replica_commit.hpp     executing committed ops, replies, checkpoints
+//   log.hpp                 the hash chain over the WAL: write queue, prepare cache, truncation
+//   pipeline.hpp            the primary's prepares in flight and the queue of waiting requests
+//   timeout.hpp             named timeouts with backoff
+//   quorums.hpp             replication, view-change and nack quorums for 1..6 replicas
+//   message_validation.hpp  every replica message checked once, at on_message()
+//   view_change_quorum.hpp  the new primary's choice of log (pure)
+//   replica_open.hpp        opening: superblock, checkpoint, WAL recovery, replay, first status
+//   replica_primary.hpp     requests, preparing, acknowledgements, heartbeats, pulses
+//   replica_backup.hpp      accepting the primary's prepares, acknowledging, heartbeats
+//   replica_repair.hpp      the log trusted from the head down; fetching what it lacks
+//   replica_view_change.hpp votes, do_view_change, start_view, durable view state
+//   replica_commit.hpp      executing committed ops, replies, checkpoints, superblock writes
 //
 // Invariants (asserted where they are relied on):
-// - op_checkpoint <= commit_min <= commit_max, commit_min <= op (the log's head) <= op_prepare_max;
-// - the log up to op_verified is the primary's (this view); nothing above it executes;
-// - a primary's pipeline holds exactly the ops commit_min+1..op (when normal);
+// - op_checkpoint <= commit_min <= commit_max; commit_min <= op (the head) <= op_prepare_max;
+// - an op executes only when the hash chain from the head reaches it and names the executed op
+//   before it as parent;
+// - view >= log_view, and neither ever goes down, in memory or on disk; a replica sends the
+//   messages of a view only once that view is durable; it acknowledges prepares only in normal
+//   status;
 // - a committed op is in the primary's WAL: its quorum includes the primary's own write.
-//
-// What is not here yet (docs/vsr-protocol.md, "Limits"): view changes (a failed primary stops
-// the cluster until it restarts), state sync (a backup that falls a whole WAL behind). A
-// primary that restarts in a cluster moves to view + replica_count (the same primary), so
-// that prepares it made before the crash and never made durable are told apart from the ones
-// it makes now.
 //
 // Determinism: no clock reads except Time (realtime for timestamps; timeouts count ticks), no
 // randomness but the replica's seeded PRNG, no iteration over unordered containers; messages,
@@ -67,6 +70,7 @@
 #include "src/vsr/quorums.hpp"
 #include "src/vsr/request_decision.hpp"
 #include "src/vsr/timeout.hpp"
+#include "src/vsr/view_change_quorum.hpp"
 #include "tally/constants.hpp"
 #include "tally/header.hpp"
 #include "tally/types.hpp"
@@ -78,6 +82,13 @@ inline constexpr u32 commit_heartbeat_ticks = 10;
 inline constexpr u32 prepare_retry_ticks = 20;
 inline constexpr u32 repair_ticks = 10;
 inline constexpr u32 pulse_ticks = 10;
+// A backup that hears neither prepare nor commit from its primary for this long votes to leave
+// the view: ten heartbeats missed.
+inline constexpr u32 normal_heartbeat_ticks = 100;
+// Resending a vote, a do_view_change, a get_view while nothing comes back.
+inline constexpr u32 view_change_message_ticks = 10;
+// A view change that has not finished in this long moves on to the next view.
+inline constexpr u32 view_change_status_ticks = 100;
 
 struct ReplicaOptions {
   u128 cluster = 0;
@@ -86,7 +97,22 @@ struct ReplicaOptions {
   state_machine::Config state_machine;
 };
 
-enum class ReplicaStatus : u8 { init, opening, normal };
+// normal: the view's primary prepares, backups follow. view_change: view > log_view, or a new
+// primary that has not started its view yet. recovering_head: a restarted replica whose newest
+// entries cannot be trusted (a damaged slot may hold an op it acknowledged): it takes no part in
+// view changes and waits for the view's start_view.
+enum class ReplicaStatus : u8 { init, opening, normal, view_change, recovering_head };
+
+constexpr const char* name(ReplicaStatus status) {
+  switch (status) {
+    case ReplicaStatus::init: return "init";
+    case ReplicaStatus::opening: return "opening";
+    case ReplicaStatus::normal: return "normal";
+    case ReplicaStatus::view_change: return "view_change";
+    case ReplicaStatus::recovering_head: return "recovering_head";
+  }
+  return "unknown";
+}
 
 struct ReplicaStats {
   u64 requests_received = 0;
@@ -101,8 +127,11 @@ struct ReplicaStats {
   u64 prepares_held = 0;      // Waited for room in the WAL write queue (a slow disk).
   u64 repairs_requested = 0;
   u64 checkpoints = 0;
-  u64 messages_invalid = 0;   // Failed validation (message_validation.hpp) or the view rule.
+  u64 messages_invalid = 0;   // Failed validation (message_validation.hpp) or a role rule.
   u64 ops_committed = 0;
+  u64 view_changes = 0;           // Views this replica entered a view change for.
+  u64 views_started = 0;          // Views this replica started as their primary.
+  u64 chain_breaks_dropped = 0;   // Entries above the executed op naming another parent.
 };
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -145,10 +174,17 @@ class Replica {
   // Observers (tests, the simulator's checkers, `tally start`'s log).
 
   ReplicaStatus status() const { return status_; }
+  // Past the superblock, the checkpoint and the WAL, whatever the status now.
+  bool opened() const {
+    return status_ != ReplicaStatus::init && status_ != ReplicaStatus::opening;
+  }
+  u32 log_view() const { return log_view_; }
   u8 replica() const { return options_.replica; }
   u8 replica_count() const { return options_.replica_count; }
   u32 view() const { return view_; }
   bool primary() const { return primary_index(view_) == options_.replica; }
+  // The primary of the current view in normal status: the one replica that prepares.
+  bool primary_normal() const { return status_ == ReplicaStatus::normal && primary(); }
   u64 op() const { return log_.op(); }
   u64 commit_min() const { return commit_min_; }
   u64 commit_max() const { return commit_max_; }
@@ -201,16 +237,12 @@ class Replica {
   void wal_recover();
   static void wal_recovered_callback(typename journal::Wal<S>::Completion* completion);
   void wal_recovered();
+  bool head_uncertain() const;
   void replay_next();
-  base::Message* open_read_take(typename journal::Wal<S>::Read* read);
   static void replay_read_callback(typename journal::Wal<S>::Read* read);
-  static void reload_read_callback(typename journal::Wal<S>::Read* read);
-  void open_finish();
-  static void superblock_view_callback(journal::SuperblockStore<S>* store);
-  void become_normal();
+  void open_done();
 
   // replica_primary.hpp: the primary.
-  bool view_consistent(const Header& header) const;
   void on_request(base::Message* message);
   void request_handle(base::Message* message, bool from_queue);
   u32 batch_size_limit() const { return message_size_max - header_size; }
@@ -227,27 +259,50 @@ class Replica {
   void commit_heartbeat_send();
 
   // replica_backup.hpp: backups.
-  void assert_from_primary(const Header& header) const;
   void on_prepare(base::Message* message);
-  void view_adopt(u32 view);
-  void prepare_accept_or_hold(base::Message* message);
+  void prepare_from_primary(base::Message* message);
   void held_prepares_append();
-  void prepare_append(base::Message* message);
-  void verify_note(u64 commit, u128 checksum);
-  void verify_try();
   void prepare_ok_send(const Header& prepare);
   void on_commit(base::Message* message);
-  void backup_tick();
-  void repair_window(bool again);
-  void repair_request(u64 op);
-  void repair_send(u64 op);
-  void on_get_prepare(base::Message* message);
-  static void repair_read_callback(typename journal::Wal<S>::Read* read);
-  bool log_truncate_after(u64 op);
   static void log_written_callback(void* context, const Header& header);
   void log_written(const Header& header);
 
-  // replica_commit.hpp: executing, replies, checkpoints.
+  // replica_repair.hpp: the log from the head down; repair.
+  bool chain_executable(u64 op) const;
+  void repair_tick();
+  void repair_send(u64 op, u128 checksum);
+  void repair_accept(base::Message* message);
+  void repair_fill_from_cache();
+  bool log_truncate_after(u64 op);
+  void on_get_prepare(base::Message* message);
+  static void repair_read_callback(typename journal::Wal<S>::Read* read);
+  void get_headers_send();
+  void on_get_headers(base::Message* message);
+  void on_headers(base::Message* message);
+
+  // replica_view_change.hpp: view changes.
+  void on_exit_view(base::Message* message);
+  void on_join_view(base::Message* message);
+  void on_view(base::Message* message);
+  void on_get_view(base::Message* message);
+  bool view_jump(const Header& header);
+  void view_change_tick();
+  void vote_to_leave_view();
+  void transition_to_view_change(u32 view);
+  journal::ViewHeaders view_headers_from_log(u64 commit) const;
+  void join_view_send();
+  void join_view_store(base::Message* message);
+  void join_views_release();
+  void log_choose_and_install();
+  void primary_view_start_try();
+  void primary_view_started();
+  void view_send(u8 replica, u128 nonce);
+  void get_view_send(u32 view);
+  void view_install(base::Message* message);
+  void backup_view_started();
+  void superblock_view_durable();
+
+  // replica_commit.hpp: executing, replies, checkpoints, superblock writes.
   void commit_journal();
   void commit_read_start(u64 op, void (*callback)(typename journal::Wal<S>::Read*));
   base::Message* commit_read_take(typename journal::Wal<S>::Read* read);
@@ -259,7 +314,11 @@ class Replica {
   void on_ping_client(base::Message* message);
   void checkpoint_start();
   static void checkpoint_written_callback(void* context);
-  static void checkpoint_superblock_callback(journal::SuperblockStore<S>* store);
+  void superblock_write_view();
+  void superblock_write_next();
+  static void superblock_written_callback(journal::SuperblockStore<S>* store);
+  u32 view_durable() const { return superblock_.working().vsr_state.view; }
+  u32 log_view_durable() const { return superblock_.working().vsr_state.log_view; }
   void frame_fill(Header& header, Command command);
   static void message_seal(base::Message* message);
 
@@ -284,16 +343,27 @@ class Replica {
   ReplicaStatus status_ = ReplicaStatus::init;
   OpenCallback open_callback_ = nullptr;
   u32 view_ = 0;
-  u64 op_verified_ = 0;  // Ops up to here are known to be the primary's (this view).
-  u64 commit_min_ = 0;   // Executed.
-  u64 commit_max_ = 0;   // Known committed.
+  u32 log_view_ = 0;  // The view whose log this replica's log is (normal in it, or its primary).
+  // The newest headers of the log this replica stands for: start_view headers while log_view
+  // == view, do_view_change headers while log_view < view. Durable ones: the superblock's.
+  journal::ViewHeaders view_headers_;
+  u64 commit_min_ = 0;  // Executed.
+  u64 commit_max_ = 0;  // Known committed.
   u128 checkpoint_checksum_next_ = 0;  // The prepare at the checkpoint being written.
   bool checkpointing_ = false;
+  // A random number of this run, echoed by answers to get_view: a restarted replica tells an
+  // answer to itself from one sent to its previous run.
+  u128 nonce_ = 0;
+
+  // Superblock writes: one at a time; what is wanted meanwhile is written next, as it is then.
+  bool superblock_view_wanted_ = false;
+  bool superblock_checkpoint_wanted_ = false;
+  bool superblock_writing_checkpoint_ = false;
+  journal::CheckpointReference checkpoint_reference_next_{};
 
   // Opening.
   u64 replay_target_ = 0;
-  u64 op_at_open_ = 0;  // The log's head when the replica became normal.
-  u64 pipeline_reload_op_ = 0;
+  u64 op_at_open_ = 0;  // The log's head when the replica started its view as primary.
 
   // The primary.
   Pipeline pipeline_;
@@ -304,12 +374,24 @@ class Replica {
   Timeout pulse_timeout_{"pulse", pulse_ticks};
 
   // Backups.
-  Timeout repair_timeout_{"repair", repair_ticks};  // Asks again for what did not arrive.
-  u64 repair_requested_op_ = 0;  // The op repair_request() last asked for, at most once per
-  Timeout repair_request_timeout_{"repair_request", repair_ticks};  // this timeout.
-  u64 repair_window_end_ = 0;    // The last op the repair window asked for.
-  u64 verify_op_ = 0;            // A commit announced by the primary, not yet verified here.
-  u128 verify_checksum_ = 0;     // Its checksum.
+  Timeout normal_heartbeat_timeout_{"normal_heartbeat", normal_heartbeat_ticks};
+
+  // Repair (every normal replica; a new primary once it has chosen its log).
+  Timeout repair_timeout_{"repair", repair_ticks};
+
+  // View changes.
+  u32 votes_to_leave_ = 0;  // Bit r: replica r voted to leave view_ (this replica's own too).
+  base::Message* join_views_[replicas_max] = {};  // The new primary's do_view_changes.
+  bool log_chosen_ = false;  // The new primary has chosen and installed the view's log.
+  // A damaged slot may hold an op above the head that this replica acknowledged (opening):
+  // until a view's log tells it where its head is, its do_view_changes say so.
+  bool head_uncertain_ = false;
+  u64 view_head_ = 0;        // That log's head.
+  u32 get_view_asked_ = 0;   // The view last asked for with get_view.
+  Timeout vote_timeout_{"vote", view_change_message_ticks};
+  Timeout join_view_timeout_{"join_view", view_change_message_ticks};
+  Timeout get_view_timeout_{"get_view", view_change_message_ticks * 2};
+  Timeout view_change_status_timeout_{"view_change_status", view_change_status_ticks};
 
   // Reads: one for commits (and replay), one for repairs answered from the WAL.
   typename journal::Wal<S>::Read commit_read_;
@@ -338,22 +420,38 @@ void Replica<S, Bus, Clock>::open(OpenCallback callback) {
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::tick() {
-  if (status_ != ReplicaStatus::normal) return;
-  for (Timeout* timeout : {&commit_heartbeat_timeout_, &prepare_retry_timeout_, &pulse_timeout_,
-                           &repair_timeout_, &repair_request_timeout_}) {
+  if (!opened()) return;
+  for (Timeout* timeout :
+       {&commit_heartbeat_timeout_, &prepare_retry_timeout_, &pulse_timeout_,
+        &normal_heartbeat_timeout_, &repair_timeout_, &vote_timeout_, &join_view_timeout_,
+        &get_view_timeout_, &view_change_status_timeout_}) {
     timeout->tick();
   }
-  if (primary()) {
-    primary_tick();
-  } else {
-    backup_tick();
+  switch (status_) {
+    case ReplicaStatus::normal:
+      if (primary()) {
+        primary_tick();
+      } else if (normal_heartbeat_timeout_.fired()) {
+        // Nothing from the primary for ten heartbeats: vote to leave its view.
+        normal_heartbeat_timeout_.reset();
+        vote_to_leave_view();
+      }
+      break;
+    case ReplicaStatus::view_change:
+    case ReplicaStatus::recovering_head: view_change_tick(); break;
+    case ReplicaStatus::init:
+    case ReplicaStatus::opening: TALLY_ASSERT(false); break;
+  }
+  if (repair_timeout_.fired()) {
+    repair_timeout_.reset();
+    repair_tick();
   }
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_message(base::Message* message) {
   TALLY_ASSERT(message->references >= 1);
-  if (status_ != ReplicaStatus::normal) return;
+  if (!opened()) return;
   const Header& header = message->header();
   if (header.cluster != options_.cluster || validate_header(header) != HeaderError::none) {
     stats_.messages_invalid += 1;
@@ -363,7 +461,7 @@ void Replica<S, Bus, Clock>::on_message(base::Message* message) {
     const MessageError error = validate_replica_message(
         header, message->body(),
         ValidationContext{.replica = options_.replica, .replica_count = options_.replica_count});
-    if (error != MessageError::none || !view_consistent(header)) {
+    if (error != MessageError::none) {
       stats_.messages_invalid += 1;
       return;
     }
@@ -375,6 +473,12 @@ void Replica<S, Bus, Clock>::on_message(base::Message* message) {
     case Command::prepare_ok: on_prepare_ok(message); break;
     case Command::commit: on_commit(message); break;
     case Command::get_prepare: on_get_prepare(message); break;
+    case Command::exit_view: on_exit_view(message); break;
+    case Command::join_view: on_join_view(message); break;
+    case Command::view: on_view(message); break;
+    case Command::get_view: on_get_view(message); break;
+    case Command::get_headers: on_get_headers(message); break;
+    case Command::headers: on_headers(message); break;
     default: stats_.messages_invalid += 1; break;
   }
 }
@@ -405,6 +509,7 @@ void Replica<S, Bus, Clock>::release_messages() {
   // the simulator, or process exit): their buffers are given back too.
   pipeline_.release();
   request_queue_.release();
+  join_views_release();
   log_.release();
   base::MessagePool& messages = pool();
   if (commit_read_message_ != nullptr) messages.unref(commit_read_message_);
@@ -419,3 +524,5 @@ void Replica<S, Bus, Clock>::release_messages() {
 #include "src/vsr/replica_commit.hpp"
 #include "src/vsr/replica_open.hpp"
 #include "src/vsr/replica_primary.hpp"
+#include "src/vsr/replica_repair.hpp"
+#include "src/vsr/replica_view_change.hpp"

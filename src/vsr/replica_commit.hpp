@@ -21,25 +21,18 @@ void Replica<S, Bus, Clock>::commit_journal() {
       checkpoint_start();
       break;
     }
-    const u64 limit = commit_max_ < op_verified_ ? commit_max_ : op_verified_;
-    if (commit_min_ >= limit) break;
+    if (commit_min_ >= commit_max_) break;
     const u64 op = commit_min_ + 1;
-    const Header* entry = log_.header(op);
-    if (entry == nullptr) {
-      repair_request(op);
-      break;
-    }
+    // Only what the chain from the head vouches for: repair fetches the rest.
+    if (!chain_executable(op)) break;
     if (base::Message* cached = log_.cache_get_entry(op); cached != nullptr) {
       execute(cached);
       continue;
     }
-    if (log_.dirty(op)) {
-      repair_request(op);
-      break;
-    }
+    if (log_.dirty(op)) break;
     commit_read_start(op, commit_read_callback);
   }
-  if (primary()) request_queue_drain();
+  if (primary_normal()) request_queue_drain();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -66,17 +59,18 @@ base::Message* Replica<S, Bus, Clock>::commit_read_take(typename journal::Wal<S>
   return message;
 }
 
+// A commit's (or a new primary's pipeline's) read of the WAL: into the cache, then on. A read
+// that finds the slot damaged leaves it dirty for repair.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::commit_read_callback(typename journal::Wal<S>::Read* read) {
   auto* self = static_cast<Replica*>(read->context);
   base::Message* message = self->commit_read_take(read);
-  if (message == nullptr) {
-    self->repair_request(read->op);  // The read found the slot damaged: fetch it.
-    return;
+  if (message != nullptr) {
+    self->log_.cache_put(message);
+    self->pool().unref(message);
   }
-  if (message->header().prepare.op == self->commit_min_ + 1) self->log_.cache_put(message);
-  self->pool().unref(message);
   self->commit_journal();
+  self->primary_view_start_try();
 }
 
 // Applies one committed prepare: the state machine, the client sessions, and (on the primary,
@@ -90,6 +84,7 @@ void Replica<S, Bus, Clock>::execute(base::Message* prepare) {
                static_cast<unsigned long long>(commit_min_));
   TALLY_ASSERT(fields.timestamp > state_machine_.commit_timestamp());
   commit_min_ = fields.op;
+  TALLY_ASSERT(commit_min_ <= commit_max_ || status_ == ReplicaStatus::opening);
   stats_.ops_committed += 1;
   if (commit_min_ > commit_max_) commit_max_ = commit_min_;
   pipeline_.pop_executed(fields.op);
@@ -131,7 +126,7 @@ void Replica<S, Bus, Clock>::execute(base::Message* prepare) {
   checkpoint_store_.seal_ahead(state_machine_, checkpointer_);
   if (fields.client == 0 || !session_index.has_value()) return;
   reply_build(header, *session_index, reply_size);
-  if (status_ == ReplicaStatus::normal && primary()) reply_send(*session_index);
+  if (primary_normal()) reply_send(*session_index);
 }
 
 // The reply, built where the session keeps it. Every field comes from the prepare, not from
@@ -168,7 +163,7 @@ void Replica<S, Bus, Clock>::reply_build(const Header& prepare, u32 session_inde
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::reply_send(u32 session_index) {
-  TALLY_ASSERT(primary());
+  TALLY_ASSERT(primary_normal());
   if (!sessions_.reply_available(session_index)) return;  // Lost to storage damage.
   const std::span<const std::byte> bytes = sessions_.reply_bytes(session_index);
   TALLY_ASSERT(bytes.size() >= header_size && bytes.size() <= message_size_max);
@@ -244,35 +239,69 @@ void Replica<S, Bus, Clock>::checkpoint_start() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::checkpoint_written_callback(void* context) {
   auto* self = static_cast<Replica*>(context);
-  TALLY_ASSERT(self->checkpointing_);
-  journal::SuperblockUpdate update{
-      .vsr_state = self->superblock_.working().vsr_state,
-      .checkpoint = {},
-      .view_headers = journal::superblock_view_headers(self->superblock_.working()),
-  };
-  if (update.vsr_state.view < self->view_) {
-    update.vsr_state.view = self->view_;
-    update.vsr_state.log_view = self->view_;
-  }
-  if (update.vsr_state.commit_max < self->commit_min_) {
-    update.vsr_state.commit_max = self->commit_min_;
-  }
-  update.checkpoint.op = self->commit_min_;
-  update.checkpoint.commit_timestamp = self->state_machine_.commit_timestamp();
-  checkpoint_vsr_state_write(self->checkpoint_store_.vsr_state(), update.checkpoint);
-  self->superblock_.update(update, checkpoint_superblock_callback);
+  TALLY_ASSERT(self->checkpointing_ && !self->superblock_checkpoint_wanted_);
+  journal::CheckpointReference& reference = self->checkpoint_reference_next_;
+  reference = journal::CheckpointReference{};
+  reference.op = self->commit_min_;
+  reference.commit_timestamp = self->state_machine_.commit_timestamp();
+  CheckpointVsrState state = self->checkpoint_store_.vsr_state();
+  const Header* prepare = self->log_.header(self->commit_min_);
+  TALLY_ASSERT(prepare != nullptr && prepare->checksum == state.prepare_checksum);
+  state.prepare_header = *prepare;
+  checkpoint_vsr_state_write(state, reference);
+  self->superblock_checkpoint_wanted_ = true;
+  self->superblock_write_next();
+}
+
+// -------------------------------------------------------------------------------------------
+// Superblock writes: the view state and the checkpoint, one write at a time; a write takes the
+// state as it is when it starts, so that requests made meanwhile coalesce.
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::superblock_write_view() {
+  TALLY_ASSERT(log_view_ <= view_);
+  superblock_view_wanted_ = true;
+  superblock_write_next();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
-void Replica<S, Bus, Clock>::checkpoint_superblock_callback(journal::SuperblockStore<S>* store) {
+void Replica<S, Bus, Clock>::superblock_write_next() {
+  if (superblock_.busy()) return;  // superblock_written_callback() comes back here.
+  if (!superblock_view_wanted_ && !superblock_checkpoint_wanted_) return;
+  const journal::Superblock& working = superblock_.working();
+  journal::SuperblockUpdate update{
+      .vsr_state = {.view = view_,
+                    .log_view = log_view_,
+                    .commit_max = commit_max_ > working.vsr_state.commit_max
+                                      ? commit_max_
+                                      : working.vsr_state.commit_max},
+      .checkpoint = superblock_checkpoint_wanted_ ? checkpoint_reference_next_
+                                                  : working.checkpoint,
+      .view_headers = view_headers_,
+  };
+  TALLY_ASSERT(update.vsr_state.view >= working.vsr_state.view);
+  TALLY_ASSERT(update.vsr_state.log_view >= working.vsr_state.log_view);
+  superblock_writing_checkpoint_ = superblock_checkpoint_wanted_;
+  superblock_view_wanted_ = false;
+  superblock_checkpoint_wanted_ = false;
+  superblock_.update(update, superblock_written_callback);
+}
+
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::superblock_written_callback(journal::SuperblockStore<S>* store) {
   auto* self = static_cast<Replica*>(store->context);
-  TALLY_ASSERT(self->checkpointing_);
-  self->checkpoint_store_.commit();
-  self->checkpointer_.done(self->state_machine_);
-  self->log_.anchor_set(self->commit_min_, self->checkpoint_checksum_next_,
-                        self->state_machine_.commit_timestamp());
-  self->checkpointing_ = false;
-  self->stats_.checkpoints += 1;
+  if (self->superblock_writing_checkpoint_) {
+    self->superblock_writing_checkpoint_ = false;
+    TALLY_ASSERT(self->checkpointing_);
+    self->checkpoint_store_.commit();
+    self->checkpointer_.done(self->state_machine_);
+    self->log_.anchor_set(self->commit_min_, self->checkpoint_checksum_next_,
+                          self->state_machine_.commit_timestamp());
+    self->checkpointing_ = false;
+    self->stats_.checkpoints += 1;
+  }
+  self->superblock_view_durable();
+  self->superblock_write_next();
   self->commit_journal();
 }
 
@@ -285,6 +314,12 @@ void Replica<S, Bus, Clock>::frame_fill(Header& header, Command command) {
   header.cluster = options_.cluster;
   header.size = header_size;
   header.view = view_;
+  // A client adopts any higher view it sees and then addresses that view's primary, which
+  // drops requests of a view it has not reached: it must only see a view that started (one
+  // this replica was normal in, durably), never one of a view change that may never finish.
+  if (command == Command::pong_client || command == Command::eviction) {
+    header.view = log_view_durable();
+  }
   header.release = release_server;
   header.command = command;
   header.replica = options_.replica;

@@ -1,15 +1,25 @@
-// Replica, opening: the superblock, the latest checkpoint, WAL recovery, and the replay of the
-// log, up to the moment the replica becomes normal. Part of replica.hpp (its table of contents);
-// included from there.
+// Replica, opening: the superblock, the latest checkpoint, WAL recovery, the replay of what is
+// known committed, and the status the replica starts in. Part of replica.hpp (its table of
+// contents); included from there.
 //
 //   superblock ─> checkpoint (state machine, sessions) ─> WAL recovery ─> the log's head
-//     ─> replay of what is known committed ─> (primary) pipeline reload ─> (primary) new view
-//     ─> normal
+//     ─> replay of committed ops the chain vouches for ─> first status
 //
-// Invariants: nothing is sent before the replica is normal; a replica never executes an op it
-// cannot show committed (a solo replica: all it wrote; a primary: all but its last pipeline's
-// worth; a backup: nothing until the primary says); a damaged entry the replica would need and
-// cannot fetch stops it (fatal), it never starts with a shorter log than it acknowledged.
+// First status (docs/vsr-protocol.md, "Restarts"):
+//   - a single replica: normal; its log is the only one, so the hash chain from its checkpoint
+//     is its log, and a damaged entry it would need stops it (fatal);
+//   - a cluster replica whose newest entries cannot be trusted (a damaged slot may hold an op
+//     above its head that it acknowledged): recovering_head, until a start_view says the head
+//     (or a view change it joins, saying its head is uncertain);
+//   - log_view < view: the view change it was in, its do_view_change the durable one;
+//   - log_view == view, the view's primary: a view change to the next view (a restarted
+//     primary does not keep its role by itself: it cannot know which of its prepares in flight
+//     the backups hold), except in a cluster that never prepared anything;
+//   - log_view == view, a backup: normal in that view.
+//
+// Invariants: nothing is sent before the replica is opened; a replica never executes an op the
+// hash chain from its head does not vouch for; it never starts with a shorter log than it
+// acknowledged: its durable view headers bring back what a crash could hide.
 #pragma once
 
 #include "src/vsr/replica.hpp"
@@ -44,6 +54,15 @@ void Replica<S, Bus, Clock>::superblock_opened() {
                 "the data file's layout differs from the one this replica was built for");
   }
   view_ = working.vsr_state.view;
+  log_view_ = working.vsr_state.log_view;
+  commit_max_ = working.vsr_state.commit_max;
+  view_headers_ = journal::superblock_view_headers(working);
+  TALLY_ASSERT(log_view_ <= view_);
+  // A different number every run (the clock moves on), the same in a simulator run.
+  base::Prng nonce_prng(prng_seed(options_) ^ static_cast<u64>(time_.realtime_ns()) ^
+                        (working.sequence << 32));
+  nonce_ = (u128{nonce_prng.next_u64()} << 64) | nonce_prng.next_u64();
+  if (nonce_ == 0) nonce_ = 1;
   if (working.checkpoint.op == 0) {
     wal_recover();
     return;
@@ -51,6 +70,10 @@ void Replica<S, Bus, Clock>::superblock_opened() {
   const CheckpointVsrState state = checkpoint_vsr_state_read(working.checkpoint);
   log_.anchor_set(working.checkpoint.op, state.prepare_checksum,
                   working.checkpoint.commit_timestamp);
+  if (state.prepare_header.checksum == state.prepare_checksum &&
+      checksum_valid(state.prepare_header)) {
+    log_.anchor_header_set(state.prepare_header);
+  }
   checkpoint_store_.open(state, state_machine_, sessions_, checkpoint_opened_callback, this);
 }
 
@@ -85,155 +108,168 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::wal_recovered() {
   TALLY_ASSERT(status_ == ReplicaStatus::opening);
   TALLY_ASSERT(commit_min_ == log_.op_checkpoint());
-  // The log is the hash chain from the checkpoint as far as it goes unbroken.
-  log_.head_recover();
-  if (prepare_timestamp_ < log_.head_timestamp()) prepare_timestamp_ = log_.head_timestamp();
-  const u64 op_checkpoint = log_.op_checkpoint();
   const journal::Wal<S>& wal = log_.wal();
-  // Entries past a break cannot be trusted to follow the chain. If the op after the head was
-  // simply never written here (a write lost or torn by the crash, the slot empty or older),
-  // nothing after it committed either: a commit needs this replica's own write of every op up
-  // to it when it is the primary (or alone), and backups fetch their entries again. A faulty
-  // slot is different: it may hold a committed op that storage damaged, and the only complete
-  // log (a single replica's, or the primary's while views do not change) must not drop it. The
-  // slot after the head is checked whatever the WAL's op_max says: op_max counts only entries
-  // recovery trusted, so a damaged newest entry does not show in it, and the log would
-  // silently end one op early (an acknowledged op lost).
-  const bool authority = solo() || primary_index(view_) == options_.replica;
-  const u64 op_next = log_.op() + 1;
-  if (authority && op_next <= log_.op_max() && wal.faulty(wal.slot_for_op(op_next))) {
-    base::fatal(base::FatalReason::data_file_invalid,
-                "the WAL's op %llu (or the entry in its slot) is damaged, and this replica's "
-                "log is the only complete one (a single replica, or the primary without view "
-                "changes): it cannot be repaired from a peer yet, and starting without it could "
-                "lose an acknowledged operation",
-                static_cast<unsigned long long>(op_next));
-  }
-  const std::optional<u64> wal_op_max = wal.op_max();
-  if (wal_op_max.has_value() && *wal_op_max > log_.op()) log_truncate_after(log_.op());
-  // What may be executed now: a solo replica committed everything it wrote; a primary in a
-  // cluster everything but the pipeline's worth at its head (it never had more uncommitted);
-  // a backup waits for the primary to say.
-  const u64 op = log_.op();
-  u64 committed = 0;
   if (solo()) {
-    committed = op;
-  } else if (primary_index(view_) == options_.replica) {
-    committed = op > pipeline_max ? op - pipeline_max : 0;
+    // The log is the hash chain from the checkpoint as far as it goes unbroken. If the op after
+    // the head was simply never written (a write lost or torn by the crash), nothing after it
+    // was written either (one write at a time). A faulty slot there may hold an op this replica
+    // acknowledged, and it has no peer to fetch it from: it stops rather than start with a
+    // shorter log. The slot after the head is checked whatever the WAL's op_max says: op_max
+    // counts only entries recovery trusted, so a damaged newest entry does not show in it.
+    log_.head_recover();
+    const u64 op_next = log_.op() + 1;
+    if (op_next <= log_.op_max() && wal.faulty(wal.slot_for_op(op_next))) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the WAL's op %llu (or the entry in its slot) is damaged, and a single "
+                  "replica has no peer to repair it from: starting without it could lose an "
+                  "acknowledged operation",
+                  static_cast<unsigned long long>(op_next));
+    }
+    const std::optional<u64> wal_op_max = wal.op_max();
+    if (wal_op_max.has_value() && *wal_op_max > log_.op()) log_truncate_after(log_.op());
+    commit_max_ = log_.op();  // Everything a single replica wrote, it committed.
+  } else {
+    log_.head_recover_cluster(view_headers_.span(), log_view_, view_);
+    // The head's primary had committed everything up to its commit field.
+    if (const Header* head = log_.header(log_.op()); head != nullptr && log_.op() > 0) {
+      if (head->prepare.commit > commit_max_) commit_max_ = head->prepare.commit;
+    }
   }
-  if (committed < op_checkpoint) committed = op_checkpoint;
-  commit_max_ = committed;
-  pipeline_reload_op_ = committed;
-  // Replay stops at the next checkpoint's op: that checkpoint is written once normal, and
+  if (commit_max_ < log_.op_checkpoint()) commit_max_ = log_.op_checkpoint();
+  if (prepare_timestamp_ < log_.head_timestamp()) prepare_timestamp_ = log_.head_timestamp();
+  // Replay stops at the next checkpoint's op: that checkpoint is written once opened, and
   // commit_journal() goes on from there.
-  const u64 checkpoint_next = op_checkpoint + checkpoint_interval();
-  replay_target_ = committed < checkpoint_next ? committed : checkpoint_next;
-  op_verified_ = op;
-  if (!solo() && primary_index(view_) != options_.replica) op_verified_ = op_checkpoint;
+  const u64 checkpoint_next = log_.op_checkpoint() + checkpoint_interval();
+  replay_target_ = commit_max_ < checkpoint_next ? commit_max_ : checkpoint_next;
+  // In a view change (log_view < view) the log is the older view's, and commit_max may be the
+  // number of a newer log's op (learned as that view's candidate primary): the same op number
+  // here may be an op that never committed. Nothing executes until a view's log is installed.
+  if (!solo() && log_view_ < view_) replay_target_ = commit_min_;
   replay_next();
 }
 
-// Executes ops commit_min+1 .. replay_target from the WAL, one read at a time, then loads the
-// rest of a primary's log into its pipeline.
+// Whether a damaged slot could hold an op above the head: one this replica may have written and
+// acknowledged, so that its head is not its log's.
+//   8 slots, head 13, op_prepare_max 16: ops 14, 15, 16 are in slots 6, 7, 0; a faulty slot 7
+//   makes the head uncertain, unless a copy that verified shows it held op 7 at most; a faulty
+//   slot 3 does not (it holds op 11 or an older one).
+template <journal::Storage S, MessageBus Bus, Time Clock>
+bool Replica<S, Bus, Clock>::head_uncertain() const {
+  TALLY_ASSERT(!solo());
+  const journal::Wal<S>& wal = log_.wal();
+  if (wal.faulty_count() == 0) return false;
+  // In a view change (log_view < view) the durable do_view_change headers cover every op this
+  // replica acknowledged in log_view: it acknowledges only while normal, and they were taken
+  // from its whole log when it left normal. Whatever a damaged slot holds above them, it never
+  // acknowledged.
+  if (log_view_ < view_) return false;
+  for (u64 op = log_.op() + 1; op <= log_.op_max(); op += 1) {
+    const u32 slot = wal.slot_for_op(op);
+    if (!wal.faulty(slot)) continue;
+    // The redundant header is written once its prepare is durable, and a prepare is
+    // acknowledged only after that: if it verified, it names the newest entry the slot may
+    // have acknowledged. Above the view's start_view headers that is an entry of log_view, or
+    // one a view change truncated here (never needed again).
+    if (const std::optional<typename journal::Wal<S>::HeaderCopy> copy =
+            wal.recovered_header_copy(slot)) {
+      if (copy->op >= op && copy->view == log_view_) return true;
+      continue;
+    }
+    // Else a prepare copy that verified says the newest op the slot held; none: unknown.
+    const std::optional<u64> held = wal.recovered_op_max(slot);
+    if (!held.has_value() || *held >= op) return true;
+  }
+  return false;
+}
+
+// Executes ops commit_min+1 .. replay_target from the WAL, one read at a time, as long as the
+// hash chain from the head vouches for them; the rest waits for repair once opened.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::replay_next() {
   TALLY_ASSERT(status_ == ReplicaStatus::opening);
-  TALLY_ASSERT(commit_min_ <= replay_target_);
-  if (commit_min_ < replay_target_) {
-    commit_read_start(commit_min_ + 1, replay_read_callback);
+  TALLY_ASSERT(commit_min_ <= replay_target_ || !solo());
+  const u64 op = commit_min_ + 1;
+  if (commit_min_ < replay_target_ && chain_executable(op) && !log_.dirty(op)) {
+    commit_read_start(op, replay_read_callback);
     return;
   }
-  if (!solo() && primary_index(view_) == options_.replica && pipeline_reload_op_ < log_.op()) {
-    commit_read_start(pipeline_reload_op_ + 1, reload_read_callback);
-    return;
-  }
-  open_finish();
-}
-
-// While opening, an op of the log that does not read back intact cannot be fetched from a peer
-// yet (the replica is not running): stop.
-template <journal::Storage S, MessageBus Bus, Time Clock>
-base::Message* Replica<S, Bus, Clock>::open_read_take(typename journal::Wal<S>::Read* read) {
-  TALLY_ASSERT(status_ == ReplicaStatus::opening);
-  base::Message* message = commit_read_take(read);
-  if (message == nullptr) {
+  if (solo() && commit_min_ < replay_target_) {
     base::fatal(base::FatalReason::data_file_invalid,
-                "the WAL's op %llu cannot be read back intact",
-                static_cast<unsigned long long>(read->op));
+                "the WAL's op %llu cannot be read back intact, and a single replica has no peer "
+                "to repair it from",
+                static_cast<unsigned long long>(op));
   }
-  TALLY_ASSERT(message->header().prepare.op == read->op);
-  return message;
+  open_done();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::replay_read_callback(typename journal::Wal<S>::Read* read) {
   auto* self = static_cast<Replica*>(read->context);
-  base::Message* message = self->open_read_take(read);
+  TALLY_ASSERT(self->status_ == ReplicaStatus::opening);
+  base::Message* message = self->commit_read_take(read);
+  if (message == nullptr) {
+    // Damaged since recovery read it: a single replica stops (replay_next()), a cluster replica
+    // fetches it once opened.
+    self->replay_target_ = self->commit_min_;
+    if (self->solo()) self->replay_target_ = read->op;
+    self->replay_next();
+    return;
+  }
+  TALLY_ASSERT(message->header().prepare.op == read->op);
   self->execute(message);
   self->pool().unref(message);
   self->replay_next();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
-void Replica<S, Bus, Clock>::reload_read_callback(typename journal::Wal<S>::Read* read) {
-  auto* self = static_cast<Replica*>(read->context);
-  base::Message* message = self->open_read_take(read);
-  TALLY_ASSERT(read->op == self->pipeline_reload_op_ + 1);
-  self->log_.cache_put(message);
-  // Durable here already: the primary's own acknowledgement.
-  const Header& header = message->header();
-  const Operation operation = header.prepare.operation;
-  self->pipeline_.push(message, 1u << self->options_.replica,
-                       reservation_of(operation, events_of(operation, message->body())));
-  self->pool().unref(message);
-  self->pipeline_reload_op_ = read->op;
-  self->replay_next();
-}
-
-template <journal::Storage S, MessageBus Bus, Time Clock>
-void Replica<S, Bus, Clock>::open_finish() {
-  TALLY_ASSERT(status_ == ReplicaStatus::opening);
-  // A primary that restarts in a cluster moves to a later view in which it is still primary, so
-  // that backups can tell its new prepares from the ones of its previous life (see replica.hpp);
-  // the view is durable before any message of the new view leaves.
-  if (!solo() && primary_index(view_) == options_.replica) {
-    view_ += options_.replica_count;
-    TALLY_ASSERT(primary_index(view_) == options_.replica);
-    journal::SuperblockUpdate update{
-        .vsr_state = {.view = view_, .log_view = view_, .commit_max = commit_min_},
-        .checkpoint = superblock_.working().checkpoint,
-        .view_headers = journal::superblock_view_headers(superblock_.working()),
-    };
-    superblock_.update(update, superblock_view_callback);
-    return;
-  }
-  become_normal();
-}
-
-template <journal::Storage S, MessageBus Bus, Time Clock>
-void Replica<S, Bus, Clock>::superblock_view_callback(journal::SuperblockStore<S>* store) {
-  static_cast<Replica*>(store->context)->become_normal();
-}
-
-template <journal::Storage S, MessageBus Bus, Time Clock>
-void Replica<S, Bus, Clock>::become_normal() {
+void Replica<S, Bus, Clock>::open_done() {
   TALLY_ASSERT(status_ == ReplicaStatus::opening);
   TALLY_ASSERT(commit_min_ <= commit_max_ && commit_min_ <= log_.op());
-  status_ = ReplicaStatus::normal;
-  op_at_open_ = log_.op();
   if (prepare_timestamp_ < state_machine_.commit_timestamp()) {
     prepare_timestamp_ = state_machine_.commit_timestamp();
   }
-  for (Timeout* timeout : {&commit_heartbeat_timeout_, &prepare_retry_timeout_, &pulse_timeout_,
-                           &repair_timeout_, &repair_request_timeout_}) {
-    timeout->start();
-  }
-  if (primary()) {
-    for (u32 index = 0; index < pipeline_.count(); index += 1) {
-      prepare_send_to_backups(pipeline_.entry(index));
+  repair_timeout_.start();
+  if (solo()) {
+    status_ = ReplicaStatus::normal;
+    op_at_open_ = log_.op();
+    commit_heartbeat_timeout_.start();
+    prepare_retry_timeout_.start();
+    pulse_timeout_.start();
+  } else if (log_view_ == view_ && head_uncertain()) {
+    status_ = ReplicaStatus::recovering_head;
+    head_uncertain_ = true;
+    get_view_timeout_.start();
+    view_change_status_timeout_.start();
+    // The view's primary itself: nobody else will start its view again; the next view starts,
+    // with this replica's log marked uncertain.
+    if (primary()) transition_to_view_change(view_ + 1);
+  } else if (log_view_ < view_) {
+    // The view change it was in: its do_view_change is the durable one.
+    status_ = ReplicaStatus::view_change;
+    vote_timeout_.start();
+    join_view_timeout_.start();
+    get_view_timeout_.start();
+    view_change_status_timeout_.start();
+  } else if (primary() && !(view_ == 0 && log_.op() == 0)) {
+    status_ = ReplicaStatus::view_change;  // Briefly: transition_to_view_change() needs a status.
+    log_view_ = view_;
+    transition_to_view_change(view_ + 1);
+  } else {
+    status_ = ReplicaStatus::normal;
+    op_at_open_ = log_.op();
+    if (primary()) {
+      commit_heartbeat_timeout_.start();
+      prepare_retry_timeout_.start();
+      pulse_timeout_.start();
+    } else {
+      normal_heartbeat_timeout_.start();
     }
   }
   if (open_callback_ != nullptr) open_callback_(this);
+  if (status_ == ReplicaStatus::view_change && log_view_ < view_ &&
+      view_durable() == view_) {
+    join_view_send();
+  }
   commit_journal();
 }
 

@@ -2,40 +2,31 @@
 // acknowledgements and the commit number, commit heartbeats, retransmission, pulses. Part of
 // replica.hpp (its table of contents); included from there.
 //
-// Invariants: only the primary of the current view prepares, and only once it has executed its
-// whole log since opening (its sessions must know every request it answered); the pipeline
-// holds the ops after commit_min up to the head, in order; an op is committed only with a
-// quorum that includes the primary's own durable write; the primary never prepares beyond
-// op_prepare_max (the WAL slot must be free of anything the checkpoint does not cover).
+// Invariants: only the primary of the current view prepares, in normal status, and only once it
+// has executed its whole log since its view started (its sessions must know every request it
+// answered); the pipeline holds the ops after commit_max up to the head, in order; an op is
+// committed only with a quorum that includes the primary's own durable write; the primary never
+// prepares beyond op_prepare_max (the WAL slot must be free of anything the checkpoint does not
+// cover).
 #pragma once
 
 #include "src/vsr/replica.hpp"
 
 namespace tally::vsr {
 
-// Until view changes exist, a view changes only when its primary restarts, moving on by
-// replica_count views: a message of a later view whose primary is another replica cannot come
-// from this cluster, and following it would leave the real primary (docs/vsr-protocol.md,
-// "Validation"). Messages of earlier views are answers to repairs, and pass.
-template <journal::Storage S, MessageBus Bus, Time Clock>
-bool Replica<S, Bus, Clock>::view_consistent(const Header& header) const {
-  TALLY_ASSERT(command_is_replica(header.command));
-  if (header.view <= view_) return true;
-  return primary_index(header.view) == primary_index(view_);
-}
-
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_request(base::Message* message) {
   TALLY_ASSERT(message->header().command == Command::request);
   stats_.requests_received += 1;
-  if (!primary()) {
-    // Clients find the primary from the view in replies; backups stay silent.
+  if (!primary_normal()) {
+    // Clients find the primary from the view in replies; backups, and a replica in a view
+    // change, stay silent (the client tries the others in turn).
     stats_.requests_dropped += 1;
     return;
   }
   if (commit_min_ < op_at_open_) {
-    // The log holds ops from before a restart, some acknowledged to clients already, that are
-    // not executed yet: the sessions do not know them, so no request can be judged.
+    // The log holds ops from before the view started, some acknowledged to clients already,
+    // that are not executed yet: the sessions do not know them, so no request can be judged.
     stats_.requests_dropped += 1;
     return;
   }
@@ -44,11 +35,13 @@ void Replica<S, Bus, Clock>::on_request(base::Message* message) {
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::request_handle(base::Message* message, bool from_queue) {
-  TALLY_ASSERT(primary());
+  TALLY_ASSERT(primary_normal());
   const Header& header = message->header();
   const RequestDecision decision =
       request_decide(header, message->body(), sessions_,
-                     RequestLimits{.batch_size_limit = batch_size_limit(), .view = view_});
+                     RequestLimits{.batch_size_limit = batch_size_limit(),
+                                   .view = view_,
+                                   .commit_min = commit_min_});
   switch (decision.action) {
     case RequestAction::drop: stats_.requests_dropped += 1; return;
     case RequestAction::evict:
@@ -92,7 +85,7 @@ void Replica<S, Bus, Clock>::request_handle(base::Message* message, bool from_qu
 // Prepares queued requests while the pipeline and the WAL have room.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::request_queue_drain() {
-  TALLY_ASSERT(primary());
+  TALLY_ASSERT(primary_normal());
   while (!request_queue_.empty() && !pipeline_.full() && log_.op() + 1 <= op_prepare_max()) {
     base::Message* message = request_queue_.pop();
     request_handle(message, /*from_queue=*/true);
@@ -134,7 +127,7 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::prepare_start(u128 client, u128 request_checksum, u32 request,
                                            u32 release, Operation operation,
                                            std::span<const std::byte> body) {
-  TALLY_ASSERT(primary() && !pipeline_.full() && log_.op() + 1 <= op_prepare_max());
+  TALLY_ASSERT(primary_normal() && !pipeline_.full() && log_.op() + 1 <= op_prepare_max());
   TALLY_ASSERT(body.size() <= batch_size_limit());
   base::Message* message = pool().get();
   if (message == nullptr) {
@@ -163,7 +156,6 @@ void Replica<S, Bus, Clock>::prepare_start(u128 client, u128 request_checksum, u
   message->pad_zero();
 
   log_.append(message);
-  op_verified_ = log_.op();
   pipeline_.push(message, 0, reservation_of(operation, events));
   pool().unref(message);  // The log and the pipeline hold their own references.
   prepare_send_to_backups(pipeline_.entry(pipeline_.count() - 1));
@@ -184,7 +176,7 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_prepare_ok(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(header.replica < options_.replica_count && header.replica != options_.replica);
-  if (!primary() || header.view != view_) return;
+  if (!primary_normal() || header.view != view_) return;
   if (!pipeline_.acknowledge(header.prepare_ok.op, header.prepare_ok.prepare_checksum,
                              header.replica)) {
     return;
@@ -196,7 +188,7 @@ void Replica<S, Bus, Clock>::on_prepare_ok(base::Message* message) {
 // what it can.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::pipeline_commit() {
-  TALLY_ASSERT(primary());
+  TALLY_ASSERT(primary_normal());
   const u64 commit = pipeline_.commit_prefix(commit_max_, options_.replica, quorum());
   TALLY_ASSERT(commit >= commit_max_ && commit <= log_.op());
   commit_max_ = commit;
@@ -205,7 +197,7 @@ void Replica<S, Bus, Clock>::pipeline_commit() {
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::primary_tick() {
-  TALLY_ASSERT(primary() && status_ == ReplicaStatus::normal);
+  TALLY_ASSERT(primary_normal());
   if (commit_heartbeat_timeout_.fired()) {
     commit_heartbeat_timeout_.reset();
     if (!solo()) commit_heartbeat_send();

@@ -33,6 +33,7 @@ struct RequestDecision {
 struct RequestLimits {
   u32 batch_size_limit;  // The body limit announced in register replies.
   u32 view;              // The replica's view.
+  u64 commit_min;        // The replica's executed op: sessions registered later it cannot know.
 };
 
 inline RequestDecision request_decide(const Header& header, std::span<const std::byte> body,
@@ -86,6 +87,9 @@ inline RequestDecision request_decide(const Header& header, std::span<const std:
     if (request.request != entry.request + 1) return drop();
     if (request.parent != entry.reply.reply.context) return drop();
   } else if (!is_register) {
+    // A session opened by a register this replica has not executed yet (a primary deposed
+    // without knowing it, or behind): not for it to say the session is gone.
+    if (request.session > limits.commit_min) return drop();
     return evict(EvictionReason::no_session);
   }
   // 11. The real server checks the timestamp only now (10 is the caller's).

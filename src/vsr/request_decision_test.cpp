@@ -17,7 +17,8 @@ using vsr::RequestAction;
 using vsr::RequestDecision;
 
 constexpr u128 client = 77;
-constexpr vsr::RequestLimits limits{.batch_size_limit = message_body_size_max, .view = 0};
+constexpr vsr::RequestLimits limits{
+    .batch_size_limit = message_body_size_max, .view = 0, .commit_min = 1'000'000};
 
 struct Request {
   Header header{};
@@ -111,6 +112,13 @@ TEST_CASE("request decision: a new client registers and an unknown one is evicte
   const RequestDecision decision = decide(lookup_make(5, 1, 0), sessions);
   CHECK(decision.action == RequestAction::evict);
   CHECK(decision.reason == EvictionReason::no_session);
+  // A replica that has not executed op 5 (the register that opened session 5) cannot know the
+  // session: it drops the request rather than evict a client another view's primary serves.
+  const Request request = lookup_make(5, 1, 0);
+  const vsr::RequestLimits behind{
+      .batch_size_limit = message_body_size_max, .view = 0, .commit_min = 4};
+  CHECK(vsr::request_decide(request.header, request.body, sessions, behind).action ==
+        RequestAction::drop);
 }
 
 TEST_CASE("request decision: header rules drop and releases evict") {
@@ -131,7 +139,8 @@ TEST_CASE("request decision: header rules drop and releases evict") {
 TEST_CASE("request decision: size operation and body rules evict with their reasons") {
   Session session;
   Request big = lookup_make(5, 2, session.context);
-  const vsr::RequestLimits small{.batch_size_limit = 16, .view = 0};  // The body is 32 bytes.
+  // The body is 32 bytes.
+  const vsr::RequestLimits small{.batch_size_limit = 16, .view = 0, .commit_min = 1'000'000};
   CHECK(vsr::request_decide(big.header, big.body, session.sessions, small).reason ==
         EvictionReason::invalid_request_body_size);
 

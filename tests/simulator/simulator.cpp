@@ -1,8 +1,8 @@
 // The simulator: a whole Tally cluster (1-6 replicas) and its clients in one thread, on
 // simulated storage, network and time, driven by one seed.
 //
-//   simulator [--replicas=N] [--clients=N] [--requests=N] [--crashes] [--faults]
-//             [--storage-faults] [--slow-disk] SEED...
+//   simulator [--replicas=N] [--clients=N] [--requests=N] [--ticks=N] [--crashes] [--faults]
+//             [--storage-faults] [--slow-disk] [--forged] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
@@ -11,6 +11,14 @@
 // replicas crash and restart, some with torn or lost writes, and (with --storage-faults) the
 // backups' WALs suffer latent sector errors and bit flips, and (with --slow-disk) one backup's
 // writes take tens of ticks, so that the cluster commits without it and its write queue fills.
+// With --forged a node that is no replica (attached to the network as one more client) sends,
+// a few times per 100 ticks, well-formed replica messages (prepare, prepare_ok, commit,
+// get_prepare) with valid checksums to random replicas: views below, at and above the current
+// one, any sender, ops around the log's head, valid and invalid operations, valid multi-batch
+// bodies and junk, and copies of real prepares (seen on their way to a replica) with one field
+// changed; the replicas must reject or survive each. What no replica can reject without peer
+// authentication (Tally has none yet) is kept out of the draws: see forgery_indistinguishable(),
+// forge_prepare_ok() and forge_commit().
 // After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
 //   - state: replicas at the same commit number have the same ledger digest;
@@ -18,7 +26,8 @@
 //     answers when the committed ops are applied to it in op order, and reply timestamps
 //     increase with the op;
 //   - durability: what a client saw acknowledged is in the model, and at the end the model's
-//     accounts and transfers are exactly every replica's.
+//     accounts and transfers are exactly every replica's;
+//   - forgeries (--forged): no replica commits a forged prepare (and none asserts).
 // At the end faults stop, crashed replicas restart, and the run must finish every request and
 // bring every replica to the same commit (liveness) within a bound of ticks.
 //
@@ -27,9 +36,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,6 +76,12 @@ constexpr u128 cluster_id = 3;
 constexpr u32 slow_disk_latency_min_ticks = 40;
 constexpr u32 slow_disk_latency_max_ticks = 120;
 constexpr u32 slow_disk_slot_count = 256;
+// --forged: the forger's node id (a client's, to the network), and its pace: one message at
+// this chance per tick.
+constexpr u128 forger_id = (u128{0xF0F6ED} << 64) | 1;
+constexpr Ratio forger_send_chance{.numerator = 1, .denominator = 25};
+// Real prepares the forger keeps copies of, to forge from (the most recent ones).
+constexpr u32 forger_observed_max = 32;
 
 struct Options {
   u64 seed = 0;
@@ -75,6 +92,7 @@ struct Options {
   bool faults = false;
   bool storage_faults = false;
   bool slow_disk = false;
+  bool forged = false;
   u64 ticks_max = 200'000;
 };
 
@@ -122,6 +140,12 @@ struct ClientNode {
   Operation operation = Operation::reserved;
 };
 
+// A message as the forger builds it: a header and its body, sealed only when sent.
+struct Forgery {
+  Header header{};
+  std::vector<std::byte> body;
+};
+
 // A reply waiting for the ops before it, so that the model applies ops in order.
 struct Observed {
   Operation operation;
@@ -135,12 +159,13 @@ class Simulation {
   explicit Simulation(const Options& options)
       : options_(options),
         prng_(options.seed),
+        forger_prng_(options.seed ^ 0xF0F6EDULL),
         layout_(layout_config(options)),
         time_(io::sim::TimeOptions{}) {
     pool_.init(2048, message_size_max);
     io::sim::NetworkOptions network_options{
         .replica_count = options.replica_count,
-        .client_count_max = options.client_count,
+        .client_count_max = options.client_count + (options.forged ? 1u : 0u),
         .seed = options.seed ^ 0x5eed,
         .packet_count_max = 4096,
         .path_packet_count_max = 64,
@@ -169,7 +194,13 @@ class Simulation {
                                                       : 1u,
       });
       format(node);
-      if (options.storage_faults && index != 0) storage_faults_allow(*node.storage);
+      // Storage faults on at most replication quorum - 1 replicas (never replica 0): then every
+      // committed op keeps an intact copy on some replica, which is what the cluster promises
+      // to survive (docs/vsr-protocol.md, "Fault model").
+      if (options.storage_faults && index != 0 &&
+          index < vsr::quorums(options.replica_count).replication) {
+        storage_faults_allow(*node.storage);
+      }
       node.endpoint = &network_->replica_attach(index, replica_on_message, &node);
       replica_start(node);
     }
@@ -186,6 +217,7 @@ class Simulation {
                                                  .replica_count = options.replica_count,
                                                  .seed = options.seed + index});
     }
+    if (options.forged) forger_ = &network_->client_attach(forger_id, forger_on_message, this);
   }
 
   ~Simulation() {
@@ -221,10 +253,10 @@ class Simulation {
     std::printf("simulator: seed %" PRIu64 " ok: %u replicas, %u clients, %" PRIu64
                 " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
                 " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %" PRIu64
-                " expiries, %u stale\n",
+                " expiries, %u stale%s\n",
                 options_.seed, options_.replica_count, options_.client_count, model_op_, tick,
                 crashes_, network_->stats().dropped_total(), network_->stats().sent,
-                storage_fault_count(), expired_, stale_);
+                storage_fault_count(), expired_, stale_, forger_summary().c_str());
   }
 
  private:
@@ -286,6 +318,7 @@ class Simulation {
   }
 
   void replica_crash(ReplicaNode& node) {
+    messages_invalid_before_crashes_ += node.replica->stats().messages_invalid;
     // The storage first: writes in flight still read from the replica's buffers.
     node.storage->crash();
     node.replica.reset();
@@ -296,6 +329,7 @@ class Simulation {
 
   static void replica_on_message(void* context, Message* message) {
     auto* node = static_cast<ReplicaNode*>(context);
+    if (node->simulation->options_.forged) node->simulation->forger_observe(message);
     if (node->replica) node->replica->on_message(message);
   }
 
@@ -316,6 +350,7 @@ class Simulation {
       client_next(node);
     }
     if (options_.crashes) crash_step(tick, quiet);
+    if (options_.forged) forger_step();
   }
 
   void crash_step(u64 tick, bool quiet) {
@@ -501,6 +536,510 @@ class Simulation {
   }
 
   // --------------------------------------------------------------------------------------
+  // The forger (--forged): replica messages from a node that is no replica.
+  //
+  // Each message is well-formed (checksums, cluster, zero reserved bytes: it passes the frame
+  // checks), so that it reaches the replica's own validation and, when it passes that, the
+  // handlers. Its fields are drawn around the state of the replica it goes to (the reference:
+  // that replica, or another running one while it is down), so that many are close to what a
+  // real peer sends: the view's primary as the sender, the op after the head, the head's hash
+  // as the parent.
+
+  static void forger_on_message(void*, Message*) {}  // No replica knows the forger's id.
+
+  // The forger sniffs the network: a copy of every real prepare on its way to a replica.
+  void forger_observe(const Message* message) {
+    const Header& header = message->header();
+    if (header.command != Command::prepare || forged_prepares_.contains(header.checksum)) return;
+    const std::span<const std::byte> body = message->body();
+    Forgery copy{.header = header, .body = {body.begin(), body.end()}};
+    if (forger_observed_.size() < forger_observed_max) {
+      forger_observed_.push_back(std::move(copy));
+    } else {
+      forger_observed_[forger_observed_next_] = std::move(copy);
+    }
+    forger_observed_next_ = (forger_observed_next_ + 1) % forger_observed_max;
+  }
+
+  void forger_step() {
+    if (!forger_prng_.chance(forger_send_chance)) return;
+    const u8 target = static_cast<u8>(forger_prng_.index(u64{options_.replica_count}));
+    const Replica* reference = forger_reference(target);
+    if (reference == nullptr) return;
+    const u64 kind = forger_prng_.index(u64{10});
+    Forgery forgery;
+    if (kind < 4) {
+      forgery = forge_prepare(*reference, target);
+    } else if (kind < 6) {
+      forgery = forge_prepare_ok(*reference);
+    } else if (kind < 8) {
+      forgery = forge_commit(*reference, target);
+    } else {
+      forgery = forge_get_prepare(*reference);
+    }
+    forger_send(target, forgery);
+  }
+
+  // The replica whose state the draws are around: the target, or while it is down (its
+  // messages are then dropped, as a real network's would be) another running one.
+  const Replica* forger_reference(u8 target) const {
+    const ReplicaNode& node = replicas_[target];
+    if (node.replica && node.replica->status() == vsr::ReplicaStatus::normal) {
+      return node.replica.get();
+    }
+    for (const ReplicaNode& other : replicas_) {
+      if (other.replica && other.replica->status() == vsr::ReplicaStatus::normal) {
+        return other.replica.get();
+      }
+    }
+    return nullptr;
+  }
+
+  // The frame as a replica sends it, and both checksums.
+  static void forgery_seal(Forgery& forgery) {
+    Header& header = forgery.header;
+    header.cluster = cluster_id;
+    header.release = release_server;
+    header.size = header_size + static_cast<u32>(forgery.body.size());
+    set_checksum_body(header, std::span<const std::byte>(forgery.body));
+    set_checksum(header);
+  }
+
+  void forger_send(u8 target, Forgery& forgery) {
+    forgery_seal(forgery);
+    const Header& header = forgery.header;
+    if (validate_header(header) != HeaderError::none) {
+      fail(options_, std::string("the forger built a header that fails the frame checks: ") +
+                         name(validate_header(header)));
+    }
+    if (header.command == Command::prepare) {
+      // A mutation that changed nothing would be the real prepare, not a forgery.
+      for (const Forgery& observed : forger_observed_) {
+        if (observed.header.checksum == header.checksum) return;
+      }
+      forged_prepares_.emplace(header.checksum, header);
+    }
+    Message* message = pool_.get();
+    if (message == nullptr) fail(options_, "the message pool is exhausted");
+    std::memcpy(message->buffer, &header, header_size);
+    if (!forgery.body.empty()) {
+      std::memcpy(message->buffer + header_size, forgery.body.data(), forgery.body.size());
+    }
+    message->pad_zero();
+    forged_count_ += 1;
+    forger_->send_to_replica(target, message);
+    pool_.unref(message);
+  }
+
+  u128 forger_u128_nonzero() {
+    const u128 value = (u128{forger_prng_.next_u64()} << 64) | forger_prng_.next_u64();
+    return value == 0 ? 1 : value;
+  }
+
+  // Below the reference's view, at it, above it (another primary's view, or the same
+  // primary's later one: a restart).
+  u32 forger_view(const Replica& reference) {
+    const u32 view = reference.view();
+    const u32 replica_count = options_.replica_count;
+    const u64 spread = 2 * u64{replica_count};
+    switch (forger_prng_.index(u64{5})) {
+      case 0: {
+        if (view == 0) return view;
+        const u64 below = forger_prng_.range_inclusive<u64>(1, view < spread ? view : spread);
+        return view - static_cast<u32>(below);
+      }
+      case 1: return view + static_cast<u32>(forger_prng_.range_inclusive<u64>(1, spread));
+      case 2:
+        return view + replica_count * static_cast<u32>(forger_prng_.range_inclusive<u64>(1, 2));
+      default: return view;
+    }
+  }
+
+  // Mostly the view's primary when the command is a primary's (else the sender rule rejects
+  // it at once), else any replica, the receiver and the real primary included, and now and
+  // then an index outside the cluster.
+  u8 forger_sender(u32 view, bool primary_likely) {
+    const u8 replica_count = options_.replica_count;
+    if (forger_prng_.chance(Ratio{.numerator = 1, .denominator = 20})) {
+      return static_cast<u8>(forger_prng_.range_inclusive<u64>(replica_count, 255));
+    }
+    if (primary_likely && forger_prng_.chance(Ratio{.numerator = 3, .denominator = 4})) {
+      return static_cast<u8>(view % replica_count);
+    }
+    return static_cast<u8>(forger_prng_.index(u64{replica_count}));
+  }
+
+  // Around the reference's head and commit number: the next op, a gap, ops at or below the
+  // head, committed ops, far beyond the WAL, and now and then op 0.
+  u64 forger_op(const Replica& reference) {
+    const u64 head = reference.op();
+    const u64 commit = reference.commit_min();
+    const u64 back = forger_prng_.range_inclusive<u64>(0, 3);
+    switch (forger_prng_.index(u64{7})) {
+      case 0:
+      case 1: return head + 1;
+      case 2: return head + forger_prng_.range_inclusive<u64>(2, 2 * u64{vsr::pipeline_max});
+      case 3: return head - (back < head ? back : head);
+      case 4: return commit - (back < commit ? back : commit);
+      case 5: return head + forger_prng_.range_inclusive<u64>(vsr::prepare_cache_max, 1024);
+      default: return forger_prng_.range_inclusive<u64>(0, head + 2);
+    }
+  }
+
+  // The checksum and timestamp of a prepare at `op` that a running replica holds (the
+  // reference, or another drawn at random), if it holds one.
+  std::optional<Header> forger_prepare_at(const Replica& reference, u64 op) {
+    const Replica* source = &reference;
+    const ReplicaNode& other = replicas_[forger_prng_.index(replicas_.size())];
+    if (forger_prng_.boolean() && other.replica &&
+        other.replica->status() == vsr::ReplicaStatus::normal) {
+      source = other.replica.get();
+    }
+    const Header* header = source->wal().header_with_op(op);
+    if (header == nullptr || header->command != Command::prepare) return std::nullopt;
+    return *header;
+  }
+
+  // Relative to the timestamp of the prepare it follows: 0, not increasing, or increasing.
+  u64 forger_timestamp(u64 parent_timestamp) {
+    switch (forger_prng_.index(u64{8})) {
+      case 0: return 0;
+      case 1: return parent_timestamp;
+      case 2: return parent_timestamp > 1 ? parent_timestamp - 1 : 1;
+      case 3: return forger_prng_.range_inclusive<u64>(1, parent_timestamp + 1);
+      default: return parent_timestamp + forger_prng_.range_inclusive<u64>(1, 1'000'000'000);
+    }
+  }
+
+  // Operations a primary prepares, and now and then one it never does.
+  Operation forger_operation() {
+    static constexpr Operation valid[] = {Operation::pulse,           Operation::register_session,
+                                          Operation::create_accounts, Operation::create_transfers,
+                                          Operation::lookup_accounts, Operation::lookup_transfers};
+    static constexpr Operation invalid[] = {Operation::reserved,    Operation::root,
+                                            Operation::reconfigure, Operation::upgrade,
+                                            Operation::noop,        Operation::state_machine_pulse};
+    if (forger_prng_.chance(Ratio{.numerator = 4, .denominator = 5})) {
+      return valid[forger_prng_.index(std::size(valid))];
+    }
+    if (forger_prng_.boolean()) return invalid[forger_prng_.index(std::size(invalid))];
+    // A value no operation has: VSR-reserved, or past the state machine's.
+    return static_cast<Operation>(forger_prng_.boolean()
+                                      ? forger_prng_.range_inclusive<u64>(7, 127)
+                                      : forger_prng_.range_inclusive<u64>(148, 255));
+  }
+
+  u128 forger_account_id() {
+    forger_account_next_ += 1;
+    return (u128{0xF0F6ED} << 64) | forger_account_next_;
+  }
+
+  // A valid body for the operation, as a client (or, for a register, the primary) builds it.
+  std::vector<std::byte> forger_body(Operation operation) {
+    const u64 count = forger_prng_.range_inclusive<u64>(1, 4);
+    switch (operation) {
+      case Operation::register_session: return std::vector<std::byte>(sizeof(RegisterRequest));
+      case Operation::create_accounts: {
+        std::vector<Account> accounts(count);
+        for (Account& account : accounts) {
+          account.id = forger_account_id();
+          account.ledger = 1;
+          account.code = 1;
+        }
+        return encode_one_batch(operation, accounts);
+      }
+      case Operation::create_transfers: {
+        std::vector<Transfer> transfers(count);
+        for (Transfer& transfer : transfers) {
+          transfer.id = forger_account_id();
+          transfer.debit_account_id = forger_account_id();
+          transfer.credit_account_id = forger_account_id();
+          transfer.amount = 1;
+          transfer.ledger = 1;
+          transfer.code = 1;
+        }
+        return encode_one_batch(operation, transfers);
+      }
+      case Operation::lookup_accounts:
+      case Operation::lookup_transfers: {
+        std::vector<u128> ids(count);
+        for (u128& id : ids) id = forger_account_id();
+        return encode_one_batch(operation, ids);
+      }
+      default: return {};
+    }
+  }
+
+  std::vector<std::byte> forger_junk() {
+    std::vector<std::byte> body(forger_prng_.range_inclusive<u64>(1, 300));
+    forger_prng_.fill(std::span(reinterpret_cast<u8*>(body.data()), body.size()));
+    return body;
+  }
+
+  Forgery forge_prepare(const Replica& reference, u8 target) {
+    Forgery forgery;
+    if (!forger_observed_.empty() && forger_prng_.chance(Ratio{.numerator = 1, .denominator = 3})) {
+      forgery = forger_observed_[forger_prng_.index(forger_observed_.size())];
+      forger_mutate(forgery, reference);
+    } else {
+      forgery = forge_prepare_random(reference);
+    }
+    forgery.header.prepare.commit =
+        forger_commit_capped(forgery.header, target, forgery.header.prepare.commit);
+    forgery_seal(forgery);
+    if (forgery_indistinguishable(forgery, target)) {
+      // Moved to the next view, which nobody started: the receiver only asks for its start.
+      forgery.header.view += 1;
+      forgery.header.replica =
+          static_cast<u8>(forgery.header.view % options_.replica_count);
+      forgery_seal(forgery);
+      forged_reshaped_ += 1;
+    }
+    return forgery;
+  }
+
+  Forgery forge_prepare_random(const Replica& reference) {
+    Forgery forgery;
+    Header& header = forgery.header;
+    Header::Prepare& prepare = header.prepare;
+    header.command = Command::prepare;
+    header.view = forger_view(reference);
+    header.replica = forger_sender(header.view, true);
+    prepare.op =
+        forger_prng_.chance(Ratio{.numerator = 1, .denominator = 30}) ? 0 : forger_op(reference);
+    // Half of them chain onto a prepare some replica holds at op - 1.
+    u64 parent_timestamp = reference.state_machine().commit_timestamp();
+    prepare.parent = forger_u128_nonzero();
+    if (prepare.op > 0 && forger_prng_.boolean()) {
+      if (const std::optional<Header> parent = forger_prepare_at(reference, prepare.op - 1)) {
+        prepare.parent = parent->checksum;
+        parent_timestamp = parent->prepare.timestamp;
+      }
+    }
+    prepare.timestamp = forger_timestamp(parent_timestamp);
+    if (prepare.op > 0 && forger_prng_.chance(Ratio{.numerator = 5, .denominator = 6})) {
+      prepare.commit = forger_prng_.range_inclusive<u64>(0, prepare.op - 1);
+    } else {
+      prepare.commit = prepare.op + forger_prng_.range_inclusive<u64>(0, 2);
+    }
+    if (forger_prng_.chance(Ratio{.numerator = 1, .denominator = 12})) {
+      prepare.checkpoint_id = forger_u128_nonzero();
+    }
+    prepare.operation = forger_operation();
+    // The fields the operation needs, then now and then one of them broken.
+    if (prepare.operation != Operation::pulse) {
+      prepare.client = forger_u128_nonzero();
+      prepare.request_checksum = forger_u128_nonzero();
+      if (prepare.operation != Operation::register_session) {
+        prepare.request = static_cast<u32>(forger_prng_.range_inclusive<u64>(1, 100));
+      }
+    }
+    forgery.body = forger_body(prepare.operation);
+    switch (forger_prng_.index(u64{12})) {
+      case 0: prepare.client = prepare.client == 0 ? forger_u128_nonzero() : 0; break;
+      case 1: prepare.request = prepare.request == 0 ? 1 : 0; break;
+      case 2: forgery.body = forger_junk(); break;
+      case 3: forgery.body = forger_body(forger_operation()); break;
+      default: break;
+    }
+    return forgery;
+  }
+
+  // A copy of a real prepare with one field changed (and the checksums recomputed when sent).
+  void forger_mutate(Forgery& forgery, const Replica& reference) {
+    Header& header = forgery.header;
+    Header::Prepare& prepare = header.prepare;
+    switch (forger_prng_.index(u64{12})) {
+      case 0: {
+        const u32 view = forger_view(reference);
+        header.view = view != header.view ? view : header.view + 1;
+        break;
+      }
+      case 1: {
+        const u8 sender = forger_sender(header.view, false);
+        header.replica = sender != header.replica ? sender : static_cast<u8>(sender + 1);
+        break;
+      }
+      case 2: {
+        const u64 delta = forger_prng_.range_inclusive<u64>(1, 3);
+        prepare.op =
+            prepare.op > delta && forger_prng_.boolean() ? prepare.op - delta : prepare.op + delta;
+        break;
+      }
+      case 3: {
+        const u64 commit = forger_prng_.range_inclusive<u64>(0, prepare.op);
+        prepare.commit = commit != prepare.commit ? commit : prepare.op;
+        break;
+      }
+      case 4: {
+        u64 parent_timestamp = reference.state_machine().commit_timestamp();
+        if (const std::optional<Header> parent = forger_prepare_at(reference, prepare.op - 1)) {
+          parent_timestamp = parent->prepare.timestamp;
+        }
+        const u64 timestamp = forger_timestamp(parent_timestamp);
+        prepare.timestamp = timestamp != prepare.timestamp ? timestamp : 0;
+        break;
+      }
+      case 5: prepare.parent = forger_u128_nonzero(); break;
+      case 6: {
+        const Operation operation = forger_operation();
+        prepare.operation = operation != prepare.operation ? operation : Operation::reserved;
+        break;
+      }
+      case 7: prepare.client = prepare.client == 0 ? forger_u128_nonzero() : 0; break;
+      case 8:
+        prepare.request = prepare.request == 0 || forger_prng_.boolean() ? prepare.request + 1 : 0;
+        break;
+      case 9: prepare.request_checksum = forger_u128_nonzero(); break;
+      case 10: prepare.checkpoint_id = forger_u128_nonzero(); break;
+      default:
+        forgery.body = forger_prng_.boolean() ? forger_junk() : forger_body(prepare.operation);
+        break;
+    }
+  }
+
+  // Without peer authentication a prepare is exactly one the primary could have sent when it
+  // passes validate_replica_message() at the receiver and names the receiver's own view (and so
+  // that view's primary as its sender): a backup takes a prepare of its view from its primary
+  // as the log's entry for that op, whatever its parent (docs/vsr-protocol.md, "Normal
+  // operation"). Only authenticating peers (a later issue) can reject it, so the draws keep it
+  // out: it is moved to a view nobody started. Prepares of other views are repair answers,
+  // taken only with the checksum the receiver's log expects.
+  bool forgery_indistinguishable(const Forgery& forgery, u8 target) const {
+    const Header& header = forgery.header;
+    const u8 replica_count = options_.replica_count;
+    const vsr::ValidationContext context{.replica = target, .replica_count = replica_count};
+    if (vsr::validate_replica_message(header, forgery.body, context) != vsr::MessageError::none) {
+      return false;
+    }
+    const ReplicaNode& receiver = replicas_[target];
+    return !receiver.replica || header.view == receiver.replica->view();
+  }
+
+  // A backup's acknowledgement. Never of a real prepare: a prepare_ok naming a real prepare's
+  // checksum, from a backup of the current view, is what that backup sends once the prepare
+  // is durable, and the primary would count it towards the quorum (a commit without a
+  // majority really holding it). Without peer authentication nothing can tell them apart, so
+  // the forger names only checksums no prepare has.
+  Forgery forge_prepare_ok(const Replica& reference) {
+    Forgery forgery;
+    Header& header = forgery.header;
+    header.command = Command::prepare_ok;
+    header.view = forger_view(reference);
+    header.replica = forger_sender(header.view, false);
+    header.prepare_ok.op =
+        forger_prng_.chance(Ratio{.numerator = 1, .denominator = 20}) ? 0 : forger_op(reference);
+    header.prepare_ok.prepare_checksum =
+        forger_prng_.chance(Ratio{.numerator = 1, .denominator = 10}) ? 0 : forger_u128_nonzero();
+    header.prepare_ok.parent = forger_u128_nonzero();
+    header.prepare_ok.commit = forger_prng_.range_inclusive<u64>(0, header.prepare_ok.op);
+    header.prepare_ok.timestamp = forger_prng_.next_u64();
+    return forgery;
+  }
+
+  // The primary's heartbeat. Mostly from the view's primary, with commit numbers around the
+  // reference's and the checksum of its prepare there or a random one; in the name of the
+  // receiver's own primary, only what that primary could truthfully say (below).
+  Forgery forge_commit(const Replica& reference, u8 target) {
+    Forgery forgery;
+    Header& header = forgery.header;
+    header.command = Command::commit;
+    header.view = forger_view(reference);
+    header.replica = forger_sender(header.view, true);
+    const u64 commit = reference.commit_max();
+    const u64 back = forger_prng_.range_inclusive<u64>(0, 8);
+    switch (forger_prng_.index(u64{4})) {
+      case 0: header.commit.commit = commit; break;
+      case 1: header.commit.commit = commit - (back < commit ? back : commit); break;
+      default: header.commit.commit = commit + forger_prng_.range_inclusive<u64>(1, 40); break;
+    }
+    const std::optional<Header> prepare = forger_prepare_at(reference, header.commit.commit);
+    header.commit.commit_checksum =
+        prepare.has_value() && forger_prng_.boolean() ? prepare->checksum : forger_u128_nonzero();
+    if (forger_names_receiver_primary(header, target)) {
+      // What the receiver's primary may say (see forger_commit_capped()): a commit number the
+      // cluster has reached, with the checksum it committed there. A wrong checksum would
+      // make a backup drop its entries from that op on as ones the primary lost in a restart
+      // (verification), entries that may well be committed and that the primary may no longer
+      // hold to send again.
+      const auto committed = chain_.upper_bound(header.commit.commit);
+      if (committed == chain_.begin()) {
+        header.commit.commit = 0;
+        header.commit.commit_checksum = vsr::root_prepare(cluster_id).checksum;
+      } else {
+        header.commit.commit = std::prev(committed)->first;
+        header.commit.commit_checksum = std::prev(committed)->second;
+      }
+    }
+    header.commit.checkpoint_op = forger_prng_.chance(Ratio{.numerator = 1, .denominator = 10})
+                                      ? header.commit.commit + 1
+                                      : forger_prng_.range_inclusive<u64>(0, header.commit.commit);
+    return forgery;
+  }
+
+  // Whether a message names the receiver's primary as its sender, in the receiver's view or a
+  // later one of that primary (after a restart): what the receiver takes commit numbers from.
+  bool forger_names_receiver_primary(const Header& header, u8 target) const {
+    const ReplicaNode& receiver = replicas_[target];
+    const u32 view = receiver.replica ? receiver.replica->view() : header.view;
+    const u8 primary = static_cast<u8>(view % options_.replica_count);
+    return header.replica == primary && header.view % options_.replica_count == primary &&
+           header.view >= view;
+  }
+
+  // A commit number (of a commit, or the one a prepare carries) from the receiver's primary
+  // that announces more than the cluster has committed is what that primary could send: a
+  // backup would take it and execute prepares not committed yet, which the primary may still
+  // lose in a crash. Without peer authentication it cannot be rejected, so the draws keep it
+  // out: such a number is capped at the highest op a replica has executed.
+  u64 forger_commit_capped(const Header& header, u8 target, u64 commit) const {
+    if (!forger_names_receiver_primary(header, target)) return commit;
+    const u64 committed = chain_.empty() ? 0 : chain_.rbegin()->first;
+    return commit < committed ? commit : committed;
+  }
+
+  // A repair request: the receiver answers the replica it names with a real prepare.
+  Forgery forge_get_prepare(const Replica& reference) {
+    Forgery forgery;
+    Header& header = forgery.header;
+    header.command = Command::get_prepare;
+    header.view = forger_view(reference);
+    header.replica = forger_sender(header.view, false);
+    header.get_prepare.op = forger_op(reference);
+    switch (forger_prng_.index(u64{4})) {
+      case 0: {
+        const std::optional<Header> prepare = forger_prepare_at(reference, header.get_prepare.op);
+        if (prepare.has_value()) header.get_prepare.prepare_checksum = prepare->checksum;
+        break;
+      }
+      case 1: header.get_prepare.prepare_checksum = forger_u128_nonzero(); break;
+      default: break;  // Whatever the receiver holds at the op.
+    }
+    return forgery;
+  }
+
+  static std::string forgery_describe(const Header& header) {
+    const Header::Prepare& prepare = header.prepare;
+    return std::string("view ") + std::to_string(header.view) + " replica " +
+           std::to_string(header.replica) + " op " + std::to_string(prepare.op) + " commit " +
+           std::to_string(prepare.commit) + " timestamp " + std::to_string(prepare.timestamp) +
+           " operation " + std::to_string(static_cast<u32>(prepare.operation)) + " size " +
+           std::to_string(header.size);
+  }
+
+  std::string forger_summary() const {
+    if (!options_.forged) return "";
+    u64 invalid = messages_invalid_before_crashes_;
+    for (const ReplicaNode& node : replicas_) {
+      if (node.replica) invalid += node.replica->stats().messages_invalid;
+    }
+    return ", " + std::to_string(forged_count_) + " forged (" +
+           std::to_string(forged_prepares_.size()) + " prepares, " +
+           std::to_string(forged_reshaped_) + " moved to an unstarted view), " +
+           std::to_string(invalid) + " messages counted invalid";
+  }
+
+  // --------------------------------------------------------------------------------------
   // Checkers.
 
   void observe(u64 op, Operation operation, std::vector<std::byte> request_body, u64 timestamp,
@@ -559,6 +1098,13 @@ class Simulation {
       for (u64 op = node.checked_op + 1; op <= commit; op += 1) {
         const std::optional<u128> checksum = node.replica->checksum_of(op);
         if (!checksum.has_value()) continue;  // Reused by the WAL after a checkpoint.
+        if (const auto forged = forged_prepares_.find(*checksum);
+            forged != forged_prepares_.end()) {
+          dump();
+          fail(options_, "replica " + std::to_string(node.index) +
+                             " committed a forged prepare at op " + std::to_string(op) + ": " +
+                             forgery_describe(forged->second));
+        }
         // Pulses have no client to report them: the model learns them from the log.
         const Header* prepare = node.replica->wal().header_with_op(op);
         if (prepare != nullptr && prepare->prepare.operation == Operation::pulse &&
@@ -639,6 +1185,7 @@ class Simulation {
     }
     std::fprintf(stderr, "  model op %" PRIu64 ", observed waiting %zu\n", model_op_,
                  observed_.size());
+    if (options_.forged) std::fprintf(stderr, "  forger%s\n", forger_summary().c_str());
   }
 
   // A replica whose next op to execute has left the WAL of the replica furthest ahead (the
@@ -651,14 +1198,22 @@ class Simulation {
     for (const ReplicaNode& other : replicas_) {
       if (other.replica && other.replica->op() > op_max) op_max = other.replica->op();
     }
-    return node.replica && node.replica->commit_min() + layout_.config().slot_count < op_max;
+    if (!node.replica) return false;
+    const u64 slot_count = layout_.config().slot_count;
+    if (node.replica->commit_min() + slot_count < op_max) return true;
+    // In a view change, a replica must take the new view's log whole: one whose WAL cannot
+    // hold its head (a checkpoint behind) stays out until state sync exists.
+    return node.replica->status() != vsr::ReplicaStatus::normal &&
+           node.replica->op_checkpoint() + slot_count < op_max;
   }
 
   bool replicas_converged() const {
     std::optional<u64> commit;
     for (const ReplicaNode& node : replicas_) {
-      if (!node.replica || node.replica->status() != vsr::ReplicaStatus::normal) return false;
+      if (!node.replica || !node.replica->opened()) return false;
+      // A stale replica cannot finish a view change either: it cannot hold the view's log.
       if (replica_stale(node)) continue;
+      if (node.replica->status() != vsr::ReplicaStatus::normal) return false;
       if (!commit.has_value()) commit = node.replica->commit_min();
       if (node.replica->commit_min() != *commit) return false;
     }
@@ -701,6 +1256,7 @@ class Simulation {
 
   Options options_;
   Prng prng_;
+  Prng forger_prng_;  // The forger's own draws: the workload's stay those of a run without it.
   journal::Layout layout_;
   io::sim::Time time_;
   MessagePool pool_;
@@ -719,6 +1275,15 @@ class Simulation {
   u64 check_count_ = 0;
   u64 crashes_ = 0;
   u32 stale_ = 0;
+  u64 messages_invalid_before_crashes_ = 0;  // Counted by replicas that crashed since.
+
+  Network::Endpoint* forger_ = nullptr;
+  std::vector<Forgery> forger_observed_;  // Copies of real prepares, a ring.
+  u32 forger_observed_next_ = 0;
+  std::map<u128, Header> forged_prepares_;  // Every forged prepare sent, by its checksum.
+  u64 forged_count_ = 0;
+  u64 forged_reshaped_ = 0;  // Draws made distinguishable (forgery_indistinguishable()).
+  u64 forger_account_next_ = 0;
 };
 
 bool flag_value(const char* argument, const char* name, u64* value) {
@@ -761,6 +1326,8 @@ int main(int argc, char** argv) {
       options.storage_faults = true;
     } else if (std::strcmp(argument, "--slow-disk") == 0) {
       options.slow_disk = true;
+    } else if (std::strcmp(argument, "--forged") == 0) {
+      options.forged = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
@@ -768,7 +1335,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
                      "[--ticks=N] [--crashes] [--faults] [--storage-faults] [--slow-disk] "
-                     "SEED...\n");
+                     "[--forged] SEED...\n");
         return 2;
       }
       seeds.push_back(seed);

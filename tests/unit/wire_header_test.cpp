@@ -425,9 +425,8 @@ TEST_SUITE("wire_header") {
 
   TEST_CASE("replica commands without fields: frame rules and an all-zero part") {
     for (const Command command :
-         {Command::ping, Command::pong, Command::exit_view, Command::join_view,
-          Command::get_view, Command::get_headers, Command::get_reply, Command::headers,
-          Command::get_blocks, Command::block, Command::view}) {
+         {Command::ping, Command::pong, Command::get_reply, Command::headers, Command::get_blocks,
+          Command::block}) {
       INFO("command: " << name(command));
       const Header valid = frame_make(command, 1024);
       check_breakages(
@@ -458,6 +457,41 @@ TEST_SUITE("wire_header") {
       with_fields.command_part[0] = 1;  // The first field of each: a checksum.
       with_fields.command_part[16] = 1;
       CHECK(tally::validate_header(with_fields) == HeaderError::none);
+    }
+  }
+
+  TEST_CASE("view change commands: their fields pass, their reserved bytes must be zero") {
+    // Goal: exit_view and get_view are header-only; join_view and view carry headers in their
+    // body; each refuses a non-zero reserved byte (a newer or corrupt peer).
+    struct Case {
+      Command command;
+      u32 size;
+      u32 reserved_offset;  // The first reserved byte of the command part (from byte 128).
+      bool header_only;
+    };
+    for (const Case& test : {Case{Command::exit_view, 256, 0, true},
+                             Case{Command::get_view, 256, 16, true},
+                             Case{Command::get_headers, 256, 16, true},
+                             Case{Command::join_view, 512, 33, false},
+                             Case{Command::view, 512, 40, false}}) {
+      INFO("command: " << name(test.command));
+      Header valid = frame_make(test.command, test.size);
+      if (test.header_only) valid.checksum_body = tally::checksum_empty;
+      CHECK(tally::validate_header(valid) == HeaderError::none);
+      Header fields = valid;
+      for (u32 index = 0; index < test.reserved_offset; index += 1) fields.command_part[index] = 1;
+      CHECK(tally::validate_header(fields) == HeaderError::none);
+      Header reserved = valid;
+      reserved.command_part[test.reserved_offset] = 1;
+      CHECK(tally::validate_header(reserved) == HeaderError::reserved_nonzero);
+      reserved = valid;
+      reserved.command_part[127] = 1;
+      CHECK(tally::validate_header(reserved) == HeaderError::reserved_nonzero);
+      if (test.header_only) {
+        Header body = valid;
+        body.size = 512;
+        CHECK(tally::validate_header(body) == HeaderError::size_invalid);
+      }
     }
   }
 
