@@ -260,6 +260,7 @@ class Replica {
 
   // replica_backup.hpp: backups.
   void on_prepare(base::Message* message);
+  void later_view_heard(u32 view);
   void prepare_from_primary(base::Message* message);
   void held_prepares_append();
   void prepare_ok_send(const Header& prepare);

@@ -23,10 +23,7 @@ void Replica<S, Bus, Clock>::on_prepare(base::Message* message) {
   TALLY_ASSERT(header.replica == primary_index(header.view));  // validate_replica_message().
   TALLY_ASSERT(header.prepare.op > 0 && header.prepare.operation != Operation::root);
   if (header.view > view_) {
-    if (status_ != ReplicaStatus::recovering_head || header.view > get_view_asked_) {
-      get_view_asked_ = header.view;
-      get_view_send(header.view);
-    }
+    later_view_heard(header.view);
     return;
   }
   if (status_ == ReplicaStatus::normal && header.view == view_ && !primary()) {
@@ -39,6 +36,19 @@ void Replica<S, Bus, Clock>::on_prepare(base::Message* message) {
     return;
   }
   commit_journal();
+}
+
+// A prepare or commit of a later view: the cluster moved on without this replica, which asks
+// that view's primary for its start_view (a backup follows a new view only through it): once
+// for each view it hears of, and again each get_view timeout. Always the view just heard of,
+// not the highest: a view nobody started (a forged message's) must not hide the real one.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::later_view_heard(u32 view) {
+  TALLY_ASSERT(view > view_);
+  if (view == get_view_asked_ && !get_view_timeout_.fired()) return;
+  get_view_asked_ = view;
+  get_view_timeout_.start();
+  get_view_send(view);
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -133,10 +143,7 @@ void Replica<S, Bus, Clock>::on_commit(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(header.replica == primary_index(header.view));  // validate_replica_message().
   if (header.view > view_) {
-    if (status_ != ReplicaStatus::recovering_head || header.view > get_view_asked_) {
-      get_view_asked_ = header.view;
-      get_view_send(header.view);
-    }
+    later_view_heard(header.view);
     return;
   }
   if (status_ != ReplicaStatus::normal || header.view != view_ || primary()) return;

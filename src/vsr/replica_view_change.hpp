@@ -30,7 +30,8 @@ void Replica<S, Bus, Clock>::view_change_tick() {
   if (status_ == ReplicaStatus::recovering_head) {
     if (get_view_timeout_.fired()) {
       get_view_timeout_.reset();
-      get_view_send(get_view_asked_ > view_ ? get_view_asked_ : view_);
+      get_view_send(view_);
+      if (get_view_asked_ > view_) get_view_send(get_view_asked_);
     }
     return;
   }
@@ -51,8 +52,10 @@ void Replica<S, Bus, Clock>::view_change_tick() {
   }
   if (get_view_timeout_.fired()) {
     get_view_timeout_.reset();
-    // The start_view may have been lost, or the view started without this replica.
+    // The start_view may have been lost, or the view started without this replica; or a later
+    // view it heard of has started (which may also be one nobody started: both are asked).
     if (!primary()) get_view_send(view_);
+    if (get_view_asked_ > view_) get_view_send(get_view_asked_);
   }
   if (primary() && log_chosen_) primary_view_start_try();
 }

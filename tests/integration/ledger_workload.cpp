@@ -1,7 +1,9 @@
 // A workload for the integration tests, through Tally's C++ client against real `tally start`
-// processes (tests/integration/restart_test.sh kills and restarts them while it runs).
+// processes (tests/integration/restart_test.sh and failover_test.sh kill and restart them while
+// it runs).
 //
 //   ledger_workload --addresses=A [--batches=N] [--batch-size=N] [--verify-only]
+//                   [--stop-file=PATH] [--timestamps] [--pause-ms=N]
 //
 // Creates accounts 1 and 2 (exists is fine: the run may be repeated), then N batches (of 1000
 // transfers by default) from 1 to 2 with ids 1.., amounts 1..7, each reply checked (created,
@@ -11,11 +13,23 @@
 // changed: every transfer with its amount, and both balances equal to the sum of the amounts.
 // --verify-only skips the writes (a check after yet another restart). Exit 0 and "ok" on
 // success; otherwise a message naming what is wrong, exit 1.
+//
+// For a load that lasts as long as its driver needs: --stop-file ends the writes early, before
+// the first batch submitted after PATH exists, and the check then covers the batches written.
+// --timestamps ends each "acknowledged" line with " at_us=T", T the wall clock in microseconds
+// (CLOCK_REALTIME, the clock a shell script reads as EPOCHREALTIME), so that a script can
+// measure the time from an event it caused, such as a kill, to the next acknowledgement.
+// --pause-ms waits N ms after each acknowledged batch: a steady load of a known rate, which
+// keeps a replica that was down for seconds within a WAL's worth of ops of the others (there is
+// no state sync, docs/vsr-protocol.md "Limits").
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "tally/client.hpp"
@@ -56,6 +70,9 @@ int main(int argc, char** argv) {
   u64 batches = 20;
   u32 batch_size = 1000;
   bool verify_only = false;
+  const char* stop_file = nullptr;
+  bool timestamps = false;
+  u32 pause_ms = 0;
   for (int index = 1; index < argc; index += 1) {
     const std::string_view argument = argv[index];
     if (argument.starts_with("--addresses=")) {
@@ -71,10 +88,17 @@ int main(int argc, char** argv) {
       }
     } else if (argument == "--verify-only") {
       verify_only = true;
+    } else if (argument.starts_with("--stop-file=")) {
+      stop_file = argv[index] + std::strlen("--stop-file=");
+    } else if (argument == "--timestamps") {
+      timestamps = true;
+    } else if (argument.starts_with("--pause-ms=")) {
+      pause_ms = static_cast<u32>(
+          std::strtoul(argv[index] + std::strlen("--pause-ms="), nullptr, 10));
     } else {
       std::fprintf(stderr,
                    "usage: ledger_workload --addresses=A [--batches=N] [--batch-size=N] "
-                   "[--verify-only]\n");
+                   "[--verify-only] [--stop-file=PATH] [--timestamps] [--pause-ms=N]\n");
       return 2;
     }
   }
@@ -84,7 +108,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const u128 transfer_count = u128{batches} * batch_size;
   if (!verify_only) {
     Account accounts[2] = {};
     for (u32 index = 0; index < 2; index += 1) {
@@ -104,6 +127,10 @@ int main(int argc, char** argv) {
     std::vector<CreateTransferResult> results(batch_size);
     const auto start = std::chrono::steady_clock::now();
     for (u64 batch = 0; batch < batches; batch += 1) {
+      if (stop_file != nullptr && access(stop_file, F_OK) == 0) {
+        batches = batch;
+        break;
+      }
       for (u32 index = 0; index < batch_size; index += 1) {
         transfers[index] = transfer_of(u128{batch} * batch_size + index + 1);
       }
@@ -114,11 +141,20 @@ int main(int argc, char** argv) {
           fail("a transfer was refused");
         }
       }
-      std::printf("batch %lu acknowledged\n", static_cast<unsigned long>(batch + 1));
+      if (timestamps) {
+        const auto now = std::chrono::system_clock::now().time_since_epoch();
+        std::printf("batch %lu acknowledged at_us=%lld\n", static_cast<unsigned long>(batch + 1),
+                    static_cast<long long>(
+                        std::chrono::duration_cast<std::chrono::microseconds>(now).count()));
+      } else {
+        std::printf("batch %lu acknowledged\n", static_cast<unsigned long>(batch + 1));
+      }
       std::fflush(stdout);
+      if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
     }
     // Informational (no test asserts on it): one request in flight, so this is latency-bound.
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+    const u128 transfer_count = u128{batches} * batch_size;
     std::printf("written: %lu transfers in %.3f s, %.0f transfers/s, %.3f ms per request\n",
                 static_cast<unsigned long>(transfer_count), elapsed.count(),
                 static_cast<double>(transfer_count) / elapsed.count(),
@@ -126,6 +162,7 @@ int main(int argc, char** argv) {
   }
 
   // Everything acknowledged must be there, exactly.
+  const u128 transfer_count = u128{batches} * batch_size;
   u128 total = 0;
   std::vector<u128> ids(batch_size);
   std::vector<Transfer> found(batch_size);
