@@ -2,10 +2,11 @@
 // the client sessions and their replies), answering clients, and checkpoints. Part of
 // replica.hpp (its table of contents); included from there.
 //
-// Invariants: ops execute one at a time in op order, only up to min(commit_max, op_verified);
-// every replica and every replay builds the same reply bytes for an op (they come from the
-// prepare only); execution pauses while a checkpoint is written, and a checkpoint is taken at
-// exactly op_checkpoint + checkpoint_interval.
+// Invariants: ops execute one at a time in op order, only up to commit_max and only where the
+// hash chain from the head vouches for them (chain_executable()); every replica and every
+// replay builds the same reply bytes for an op (they come from the prepare only); execution
+// pauses while a checkpoint is written, and a checkpoint is taken at exactly op_checkpoint +
+// checkpoint_interval.
 #pragma once
 
 #include "src/vsr/replica.hpp"

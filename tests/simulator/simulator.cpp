@@ -8,9 +8,10 @@
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
 // ledger_model.hpp says why these) through the real client session logic, while the network
 // loses, delays, reorders and duplicates packets and partitions replicas, (with --crashes)
-// replicas crash and restart, some with torn or lost writes, and (with --storage-faults) the
-// backups' WALs suffer latent sector errors and bit flips, and (with --slow-disk) one backup's
-// writes take tens of ticks, so that the cluster commits without it and its write queue fills.
+// replicas crash and restart, some with torn or lost writes (primaries too: view changes
+// replace them), and (with --storage-faults) the WALs of up to replication quorum - 1 replicas
+// suffer latent sector errors and bit flips, and (with --slow-disk) one replica's writes take
+// tens of ticks, so that the cluster commits without it and its write queue fills.
 // With --forged a node that is no replica (attached to the network as one more client) sends,
 // a few times per 100 ticks, well-formed replica messages (prepare, prepare_ok, commit,
 // get_prepare) with valid checksums to random replicas: views below, at and above the current
@@ -180,8 +181,7 @@ class Simulation {
       ReplicaNode& node = replicas_[index];
       node.simulation = this;
       node.index = index;
-      // The last replica is a backup in every view this cluster reaches (a restarted primary
-      // moves on by replica_count views and stays primary).
+      // The last replica has the slow disk (with view changes it is sometimes the primary).
       const bool slow = options.slow_disk && index == options.replica_count - 1 && index != 0;
       node.storage = std::make_unique<io::sim::Storage>(io::sim::StorageOptions{
           .size = layout_.size(),
@@ -272,10 +272,10 @@ class Simulation {
     return faults;
   }
 
-  // Latent sector errors and bit flips in the WAL of backups (replica 0 stays primary: views
-  // change only by replica_count), and torn writes at crashes: what a backup repairs from the
-  // primary. The primary's WAL, grid and client replies are not repaired from peers yet
-  // (docs/vsr-protocol.md, "Limits").
+  // Latent sector errors and bit flips in the WAL, and torn writes at crashes, on the replicas
+  // the constructor chooses (never more than replication quorum - 1, whatever their role):
+  // what the cluster repairs from peers. Grids and client replies are not repaired from peers
+  // yet (docs/vsr-protocol.md, "Limits").
   void storage_faults_allow(io::sim::Storage& storage) {
     const journal::Zone headers = layout_.zone(journal::ZoneKind::wal_headers);
     const journal::Zone prepares = layout_.zone(journal::ZoneKind::wal_prepares);
