@@ -294,7 +294,9 @@ void Replica<S, Bus, Clock>::log_choose_and_install() {
   if (prepare_timestamp_ < decision.timestamp_max) prepare_timestamp_ = decision.timestamp_max;
   // The chosen headers replace what differs (oldest first); what is above the head goes.
   for (u32 index = decision.header_count; index > 0; index -= 1) {
-    if (!log_.install(decision.headers[index - 1])) return;  // A write in flight: next tick.
+    const Header& chosen = decision.headers[index - 1];
+    if (chosen.prepare.op <= commit_min_) continue;  // Executed: the committed one already.
+    if (!log_.install(chosen)) return;  // A write in flight: next tick.
   }
   if (log_.op() > decision.head && !log_truncate_after(decision.head)) return;
   if (decision.commit > commit_max_) commit_max_ = decision.commit;

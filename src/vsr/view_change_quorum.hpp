@@ -52,7 +52,8 @@ struct LogDecision {
   u64 commit = 0;          // Every op up to here is committed.
   u64 head = 0;            // The new log's head (>= commit).
   u64 timestamp_max = 0;   // The highest timestamp any DVC's head carries.
-  u32 header_count = 0;    // headers[0 .. header_count): ops head, head - 1, ... > commit.
+  // headers[0 .. header_count): ops head, head - 1, ... down to commit (when known).
+  u32 header_count = 0;
   std::array<Header, journal::view_headers_max> headers{};
 };
 
@@ -153,14 +154,18 @@ inline LogDecision log_choose(std::span<const DoViewChange> dvcs, u32 replica_co
     }
   }
   TALLY_ASSERT(decision.head >= decision.commit);
-  TALLY_ASSERT(decision.head - decision.commit <= journal::view_headers_max);
-  for (u64 op = decision.head; op > decision.commit; op -= 1) {
+  TALLY_ASSERT(decision.head - decision.commit < journal::view_headers_max);
+  // The headers of the new log from its head down to the committed op itself: above `commit`
+  // every one is canonical (checked above); at `commit`, the canonical one when a canonical DVC
+  // holds it, so that a new primary whose own entry there is of an older log replaces it.
+  for (u64 op = decision.head; op >= decision.commit && op > 0; op -= 1) {
     const Header* canonical = nullptr;
     for (const DoViewChange& dvc : dvcs) {
       if (dvc.log_view != decision.log_view_max) continue;
       if (const Header* header = dvc_header(dvc, op); header != nullptr) canonical = header;
     }
-    TALLY_ASSERT(canonical != nullptr);
+    TALLY_ASSERT(canonical != nullptr || op == decision.commit);
+    if (canonical == nullptr) break;
     decision.headers[decision.header_count] = *canonical;
     decision.header_count += 1;
   }

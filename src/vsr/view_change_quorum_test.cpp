@@ -111,7 +111,8 @@ TEST_SUITE("view_change_quorum") {
     CHECK(decision.log_view_max == 1);
     CHECK(decision.commit == 12);
     CHECK(decision.head == 20);
-    REQUIRE(decision.header_count == 8);
+    // From the head down to the committed op itself.
+    REQUIRE(decision.header_count == 9);
     for (u32 index = 0; index < decision.header_count; index += 1) {
       CHECK(decision.headers[index].checksum == chain.headers[20 - index].checksum);
     }
@@ -131,9 +132,10 @@ TEST_SUITE("view_change_quorum") {
     CHECK(decision.log_view_max == 2);
     CHECK(decision.commit == 14);
     CHECK(decision.head == 17);
-    REQUIRE(decision.header_count == 3);
+    REQUIRE(decision.header_count == 4);
     CHECK(decision.headers[0].checksum == new_chain.headers[17].checksum);
     CHECK(decision.headers[2].checksum == new_chain.headers[15].checksum);
+    CHECK(decision.headers[3].checksum == new_chain.headers[14].checksum);
   }
 
   TEST_CASE("view_change_quorum: a nack quorum truncates an op that never committed") {
@@ -147,7 +149,7 @@ TEST_SUITE("view_change_quorum") {
     const LogDecision decision = choose(dvcs, 3);
     REQUIRE(decision.choice == LogChoice::install);
     CHECK(decision.head == 18);
-    CHECK(decision.header_count == 6);
+    CHECK(decision.header_count == 7);
   }
 
   TEST_CASE("view_change_quorum: a committed op is never truncated, nacks or not") {
@@ -161,7 +163,8 @@ TEST_SUITE("view_change_quorum") {
     REQUIRE(decision.choice == LogChoice::install);
     CHECK(decision.commit == 16);
     CHECK(decision.head == 16);
-    CHECK(decision.header_count == 0);
+    REQUIRE(decision.header_count == 1);
+    CHECK(decision.headers[0].checksum == chain.headers[16].checksum);
   }
 
   TEST_CASE("view_change_quorum: an op with a blank and no nack quorum waits for more DVCs") {
@@ -191,7 +194,7 @@ TEST_SUITE("view_change_quorum") {
     const LogDecision decision = choose(dvcs, 3);
     REQUIRE(decision.choice == LogChoice::install);
     CHECK(decision.head == 20);
-    REQUIRE(decision.header_count == 8);
+    REQUIRE(decision.header_count == 9);
     CHECK(decision.headers[3].checksum == chain.headers[17].checksum);
   }
 
@@ -231,6 +234,26 @@ TEST_SUITE("view_change_quorum") {
     const LogDecision decision = choose(dvcs, 3);
     REQUIRE(decision.choice == LogChoice::install);
     CHECK(decision.head == 18);
+  }
+
+  TEST_CASE("view_change_quorum: the committed op's own header is part of the new log") {
+    // Goal: the regression of a committed op lost in a view change (found by the simulator).
+    // Op 119 committed in view 6; the new primary's own log (log_view 4) holds another op 119.
+    // The canonical DVCs' commit bound is 119 itself (one of them holds only that header): the
+    // decision must still name the canonical op 119, so that the new primary replaces its own.
+    const Chain old_chain(119, 4, 0);
+    const Chain new_chain(old_chain, 119, 119, 6, 9);
+    std::vector<Dvc> dvcs;
+    dvcs.emplace_back(0, 4, old_chain, 119, 117, 0);
+    dvcs.emplace_back(2, 6, new_chain, 119, 117, 117);
+    dvcs.emplace_back(3, 6, new_chain, 119, 119, 0);
+    const LogDecision decision = choose(dvcs, 4);
+    REQUIRE(decision.choice == LogChoice::install);
+    CHECK(decision.commit == 119);
+    CHECK(decision.head == 119);
+    REQUIRE(decision.header_count == 1);
+    CHECK(decision.headers[0].checksum == new_chain.headers[119].checksum);
+    CHECK(decision.headers[0].checksum != old_chain.headers[119].checksum);
   }
 
   TEST_CASE("view_change_quorum: logs that no correct cluster makes are refused") {
