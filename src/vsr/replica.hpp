@@ -379,6 +379,7 @@ class Replica {
 
   // Repair (every normal replica; a new primary once it has chosen its log).
   Timeout repair_timeout_{"repair", repair_ticks};
+  u8 repair_peer_next_ = 0;  // The replica a backup also asks, besides its primary (in turn).
 
   // View changes.
   u32 votes_to_leave_ = 0;  // Bit r: replica r voted to leave view_ (this replica's own too).

@@ -8,8 +8,9 @@
 //   replacing whatever the slot held. Entries the chain names but whose prepare is not durable
 //   here (dirty) are asked for by their checksum too.
 //
-// A backup asks the primary of its view; a primary (a new one repairing before it starts its
-// view, or one whose own WAL lost an entry) asks every other replica. Answers are prepares
+// A backup asks the primary of its view and one other replica in turn; a primary (a new one
+// repairing before it starts its view, or one whose own WAL lost an entry) asks every other
+// replica. Answers are prepares
 // from any view: only the checksum decides, so an old or misdirected prepare cannot replace an
 // entry of the log.
 //
@@ -99,7 +100,21 @@ void Replica<S, Bus, Clock>::repair_send(u64 op, u128 checksum) {
       if (replica != options_.replica) bus_.send_to_replica(replica, message);
     }
   } else {
-    bus_.send_to_replica(primary_index(view_), message);
+    // The primary, and one other replica in turn: the primary's own copy may be damaged (it
+    // repairs only what it has not executed), and an answer is taken only by its checksum.
+    const u8 primary_replica = primary_index(view_);
+    bus_.send_to_replica(primary_replica, message);
+    if (options_.replica_count > 2) {
+      repair_peer_next_ = static_cast<u8>((repair_peer_next_ + 1) % options_.replica_count);
+      if (repair_peer_next_ == options_.replica || repair_peer_next_ == primary_replica) {
+        repair_peer_next_ = static_cast<u8>((repair_peer_next_ + 1) % options_.replica_count);
+      }
+      if (repair_peer_next_ == options_.replica || repair_peer_next_ == primary_replica) {
+        repair_peer_next_ = static_cast<u8>((repair_peer_next_ + 1) % options_.replica_count);
+      }
+      TALLY_ASSERT(repair_peer_next_ != options_.replica && repair_peer_next_ != primary_replica);
+      bus_.send_to_replica(repair_peer_next_, message);
+    }
   }
   pool().unref(message);
 }
