@@ -269,7 +269,8 @@ class Replica {
   void log_written(const Header& header);
 
   // replica_repair.hpp: the log from the head down; repair.
-  bool chain_executable(u64 op) const;
+  bool chain_executable(u64 op) const { return chain_executable(op, log_.chain_min()); }
+  bool chain_executable(u64 op, u64 chained) const;
   void repair_tick();
   void repair_send(u64 op, u128 checksum);
   void repair_accept(base::Message* message);

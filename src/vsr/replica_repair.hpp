@@ -23,16 +23,18 @@
 
 namespace tally::vsr {
 
-// Whether `op` (the next to execute) may execute: the chain from the head reaches it, and it
-// names the executed op as parent.
+// Whether `op` (the next to execute) may execute: the chain from the head reaches it (`chained`
+// is log_.chain_min(), which a caller executing many ops computes once), and it names the
+// executed op as parent.
 template <journal::Storage S, MessageBus Bus, Time Clock>
-bool Replica<S, Bus, Clock>::chain_executable(u64 op) const {
+bool Replica<S, Bus, Clock>::chain_executable(u64 op, u64 chained) const {
   TALLY_ASSERT(op == commit_min_ + 1);
+  TALLY_ASSERT_SLOW(chained == log_.chain_min());
   const Header* entry = log_.header(op);
   if (entry == nullptr || op > log_.op()) return false;
   const std::optional<u128> executed = log_.checksum_of(commit_min_);
   if (executed.has_value() && entry->prepare.parent != *executed) return false;
-  return log_.chain_min() <= op;
+  return chained <= op;
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
