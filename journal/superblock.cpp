@@ -73,6 +73,10 @@ const char* superblock_fields_error(const Superblock& superblock) {
       !bytes_zero(superblock.reserved_view)) {
     return "reserved bytes not zero";
   }
+  if (superblock.checkpoint_syncing > 1) return "checkpoint_syncing above 1";
+  if (superblock.checkpoint_syncing == 1 && superblock.checkpoint.op == 0) {
+    return "checkpoint_syncing without a checkpoint";
+  }
   if (superblock.view_headers_count > view_headers_max) return "view_headers_count above 9";
   for (u32 index = 0; index < view_headers_max; index += 1) {
     const Header& header = superblock.view_headers[index];
@@ -137,6 +141,7 @@ Superblock superblock_next(const Superblock& parent, const SuperblockUpdate& upd
   next.sequence = parent.sequence + 1;
   next.vsr_state = update.vsr_state;
   next.checkpoint = update.checkpoint;
+  next.checkpoint_syncing = update.checkpoint_syncing ? 1 : 0;
   TALLY_ASSERT(update.view_headers.count <= view_headers_max);
   next.view_headers_count = update.view_headers.count;
   for (u32 index = 0; index < view_headers_max; index += 1) {

@@ -112,7 +112,9 @@ static_assert(std::has_unique_object_representations_v<CheckpointReference>);
 //     2192     4  view_headers_count  0..view_headers_max
 //     2196    12  reserved_view     zero
 //     2208  2304  view_headers      prepare headers, newest first; unused ones zero
-//     4512  3680  reserved          zero: room for later fields
+//     4512     1  checkpoint_syncing  1: the checkpoint's blocks may not be here yet (state
+//                                     sync: fetched from peers before the checkpoint is read)
+//     4513  3679  reserved          zero: room for later fields
 struct Superblock {
   u128 checksum;
   u32 copy;
@@ -130,7 +132,8 @@ struct Superblock {
   u32 view_headers_count;
   std::array<u8, 12> reserved_view;
   std::array<Header, view_headers_max> view_headers;
-  std::array<u8, superblock_copy_size - 4512> reserved;
+  u8 checkpoint_syncing;
+  std::array<u8, superblock_copy_size - 4513> reserved;
 };
 static_assert(sizeof(Superblock) == superblock_copy_size);
 static_assert(std::has_unique_object_representations_v<Superblock>);
@@ -143,7 +146,8 @@ static_assert(offsetof(Superblock, vsr_state) == 112);
 static_assert(offsetof(Superblock, checkpoint) == 128);
 static_assert(offsetof(Superblock, view_headers_count) == 2192);
 static_assert(offsetof(Superblock, view_headers) == 2208);
-static_assert(offsetof(Superblock, reserved) == 4512);
+static_assert(offsetof(Superblock, checkpoint_syncing) == 4512);
+static_assert(offsetof(Superblock, reserved) == 4513);
 static_assert(std::is_trivially_copyable_v<Superblock>);
 
 // What open() concluded. Only `ok` gives a working superblock.
@@ -212,6 +216,7 @@ struct SuperblockUpdate {
   VsrState vsr_state;
   CheckpointReference checkpoint;
   ViewHeaders view_headers;
+  bool checkpoint_syncing = false;
 };
 
 // The superblock's view headers, as an update would write them.

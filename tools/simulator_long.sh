@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs the simulator (tests/simulator/simulator.cpp) over random seeds for a while: every run a
 # random replica count (1-6), client count and request count, with network faults, and at
-# random replica crashes, storage faults, a slow backup disk and forged replica messages, until
-# the time is up or a seed fails. A failure prints the simulator's message and the exact command
-# that reproduces it, and the script exits 1. Runs reporting stale replicas (fallen out of the
-# WAL window: needs state sync, not implemented) are counted separately.
+# random replica crashes, storage faults, a slow backup disk, forged replica messages, skewed
+# clocks, replicas lost for good (1 up to what the cluster can lose) and a primary cut off now
+# and then, in the combinations the simulator accepts (--lost with --storage-faults only where
+# a survivor keeps an intact copy of every committed op: 5 or 6 replicas, --lost=1; no
+# --isolate-primary for a single replica), until the time is up or a seed fails. A failure
+# prints the simulator's message and the exact command that reproduces it, and the script exits
+# 1. Runs reporting stale replicas (fallen out of the WAL window: needs state sync, not
+# implemented) are counted separately.
 #
 # Usage: tools/simulator_long.sh [minutes] [simulator binary]
 #   defaults: 10 minutes, the binary of build/release.
@@ -29,10 +33,19 @@ while ((SECONDS < deadline)); do
   clients=$((RANDOM % 8 + 1))
   requests=$((RANDOM % 150 + 10))
   arguments=(--replicas="$replicas" --clients="$clients" --requests="$requests" --faults)
+  # What the cluster can lose for good: replicas - max(replication, view-change quorum), and the
+  # replication quorum (src/vsr/quorums.hpp), for 1..6 replicas.
+  lost_max=(0 0 0 1 1 2 2)
+  replication=(0 1 2 2 2 3 3)
+  lost=0
+  if ((lost_max[replicas] > 0 && RANDOM % 3 == 0)); then
+    lost=$((RANDOM % lost_max[replicas] + 1))
+    arguments+=(--lost="$lost")
+  fi
   if ((RANDOM % 2 == 0)); then
     arguments+=(--crashes)
   fi
-  if ((RANDOM % 2 == 0)); then
+  if ((RANDOM % 2 == 0 && (lost == 0 || replication[replicas] - 1 - lost >= 1))); then
     arguments+=(--storage-faults)
   fi
   if ((RANDOM % 4 == 0)); then
@@ -40,6 +53,12 @@ while ((SECONDS < deadline)); do
   fi
   if ((RANDOM % 3 == 0)); then
     arguments+=(--forged)
+  fi
+  if ((RANDOM % 3 == 0)); then
+    arguments+=(--clock-skew)
+  fi
+  if ((replicas > 1 && RANDOM % 3 == 0)); then
+    arguments+=(--isolate-primary)
   fi
   if ! output=$("$binary" "${arguments[@]}" "$seed" 2>&1); then
     echo "$output" >&2

@@ -93,6 +93,16 @@ enum class EvictionReason : u8 {
 
 inline constexpr u8 eviction_reason_last = 8;
 
+// The pieces of a checkpoint that get_blocks asks for (replica to replica, state sync).
+enum class BlockKind : u8 {
+  reserved = 0,
+  checkpoint = 1,  // The sender's durable checkpoint reference.
+  grid_vsr = 2,    // A manifest or client sessions block (src/vsr/checkpoint_format.hpp).
+  grid_state = 3,  // A state machine block (src/state_machine/checkpoint.hpp).
+  reply = 4,       // The stored reply of a client sessions entry.
+};
+inline constexpr u8 block_kind_last = 4;
+
 struct alignas(16) Header {
   // -------------------------------------------------------------------------------------------
   // Command-specific parts (bytes 128..255). Fields of the client commands follow §4; the replica
@@ -226,11 +236,25 @@ struct alignas(16) Header {
   struct Headers {
     u8 reserved[128];
   };
+  // State sync and block repair (docs/vsr-protocol.md, "State sync"): asks a peer for one
+  // piece of a checkpoint, named by kind, index and checksum. Answered with a `block`, or not at
+  // all (the peer does not hold it intact, or is busy): the asker asks again, maybe elsewhere.
   struct GetBlocks {
-    u8 reserved[128];
+    u128 checksum;  // The piece's checksum (grid block, reply header); 0 for kind checkpoint.
+    u64 op_min;     // Kind checkpoint: the lowest checkpoint op of use to the asker.
+    u32 index;      // Grid blocks: the address; replies: the client sessions entry.
+    BlockKind kind;
+    u8 reserved[99];
   };
+  // One piece of a checkpoint (the body), as a get_blocks named it: a grid block's used bytes
+  // (header and payload), a stored reply (header and body), or, for kind checkpoint, the
+  // sender's durable CheckpointReference (op, commit timestamp, state).
   struct Block {
-    u8 reserved[128];
+    u128 checksum;  // As asked; for kind checkpoint, checkpoint_id() of the body.
+    u64 op;         // Kind checkpoint: the checkpoint's op.
+    u32 index;
+    BlockKind kind;
+    u8 reserved[99];
   };
   // The new primary's log for the frame's view (start_view). Body: its view headers, newest
   // first, consecutive and hash-chained, the oldest at or below commit_max.
@@ -625,9 +649,14 @@ inline HeaderError validate_header(const Header& header) {
     case Command::pong:
     case Command::get_reply:
     case Command::headers:
-    case Command::get_blocks:
-    case Command::block:
       if (!header_detail::zeroed(header.command_part)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::get_blocks:
+      if (header.size != header_size) return HeaderError::size_invalid;
+      if (!header_detail::zeroed(header.get_blocks.reserved)) return HeaderError::reserved_nonzero;
+      return HeaderError::none;
+    case Command::block:
+      if (!header_detail::zeroed(header.block.reserved)) return HeaderError::reserved_nonzero;
       return HeaderError::none;
     case Command::reserved:
     case Command::deprecated_12:
@@ -822,8 +851,16 @@ TALLY_HEADER_FIELD_(get_prepare.op, 144);
 TALLY_HEADER_FIELD_(get_prepare.reserved, 152);
 TALLY_HEADER_FIELD_(get_reply.reserved, 128);
 TALLY_HEADER_FIELD_(headers.reserved, 128);
-TALLY_HEADER_FIELD_(get_blocks.reserved, 128);
-TALLY_HEADER_FIELD_(block.reserved, 128);
+TALLY_HEADER_FIELD_(get_blocks.checksum, 128);
+TALLY_HEADER_FIELD_(get_blocks.op_min, 144);
+TALLY_HEADER_FIELD_(get_blocks.index, 152);
+TALLY_HEADER_FIELD_(get_blocks.kind, 156);
+TALLY_HEADER_FIELD_(get_blocks.reserved, 157);
+TALLY_HEADER_FIELD_(block.checksum, 128);
+TALLY_HEADER_FIELD_(block.op, 144);
+TALLY_HEADER_FIELD_(block.index, 152);
+TALLY_HEADER_FIELD_(block.kind, 156);
+TALLY_HEADER_FIELD_(block.reserved, 157);
 #undef TALLY_HEADER_FIELD_
 
 }  // namespace tally

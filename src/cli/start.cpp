@@ -221,12 +221,21 @@ int command_start(std::span<char*> arguments) {
   std::fflush(stdout);
 
   CapacityWarning capacity_warning;
+  u64 syncs_logged = 0;
   while (stop_requested == 0) {
     server->loop.run_for_ns(tick_ns);
     server->time.tick();
     server->replica->tick();
     server->bus.tick();
     capacity_warning.tick(*server->replica);
+    // State sync (docs/vsr-protocol.md): the replica now holds a peer's checkpoint.
+    if (server->replica->stats().syncs_done != syncs_logged) {
+      syncs_logged = server->replica->stats().syncs_done;
+      std::printf("tally: replica %u synced to the checkpoint at op %lu from its peers\n",
+                  superblock.replica,
+                  static_cast<unsigned long>(server->replica->checkpoint_op_durable()));
+      std::fflush(stdout);
+    }
   }
 
   std::printf("tally: stopping replica %u at op %lu\n", superblock.replica,

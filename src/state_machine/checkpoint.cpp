@@ -274,6 +274,15 @@ bool CheckpointRestorer::begin(StateMachine& state_machine, const CheckpointStat
   return true;
 }
 
+u32 checkpoint_block_intact(std::span<const std::byte> block, u128 checksum) {
+  CheckpointBlockHeader header;
+  if (checksum == 0 || block.size() < sizeof(header)) return 0;
+  std::memcpy(&header, block.data(), sizeof(header));
+  if (header.checksum != checksum || header.size > block.size() - sizeof(header)) return 0;
+  if (block_checksum(block.data(), header.size) != checksum) return 0;
+  return static_cast<u32>(sizeof(header)) + header.size;
+}
+
 CheckpointBlockError CheckpointRestorer::block(StateMachine& state_machine,
                                                const CheckpointState& state,
                                                std::span<const std::byte> block) {

@@ -161,6 +161,12 @@ enum class CheckpointBlockError : u8 {
 };
 const char* checkpoint_block_error_name(CheckpointBlockError error);
 
+// Whether `block` holds an intact state machine block whose header checksum is `checksum`:
+// what state sync checks of a block from a peer or from its own grid, before it knows where
+// the block belongs (CheckpointRestorer::block() checks the rest). Returns the block's used
+// size (header and payload), or 0 if it is not that block.
+u32 checkpoint_block_intact(std::span<const std::byte> block, u128 checksum);
+
 // Restores a state machine from a checkpoint: begin(), one block() call per block of every
 // table (any order), then finish(). The blocks come from storage and are verified.
 class CheckpointRestorer {

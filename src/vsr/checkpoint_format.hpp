@@ -80,7 +80,9 @@ inline constexpr u32 grid_block_header_size = sizeof(GridBlockHeader);
 inline constexpr u32 manifest_references_per_block =
     (state_machine::checkpoint_block_size - grid_block_header_size) / sizeof(BlockReference);
 
+// The reference's contents are the data file's: checked by their reader, not asserted here.
 inline CheckpointVsrState checkpoint_vsr_state_read(const journal::CheckpointReference& ref) {
+  TALLY_ASSERT(ref.op > 0, "op 0 is the root, not a checkpoint with a state");
   CheckpointVsrState state;
   std::memcpy(&state, ref.state.data(), sizeof(state));
   return state;
@@ -88,28 +90,29 @@ inline CheckpointVsrState checkpoint_vsr_state_read(const journal::CheckpointRef
 
 inline void checkpoint_vsr_state_write(const CheckpointVsrState& state,
                                        journal::CheckpointReference& ref) {
+  // The checkpoint op's own prepare anchors the chain: the same one twice, of the same op.
+  TALLY_ASSERT(ref.op > 0 && state.prepare_checksum != 0);
+  TALLY_ASSERT(state.prepare_header.checksum == state.prepare_checksum &&
+               state.prepare_header.prepare.op == ref.op);
+  // As many manifest blocks as the references need, no more, and the superblock holds them.
+  TALLY_ASSERT(state.manifest_block_count <= manifest_blocks_max);
+  TALLY_ASSERT(state.manifest_reference_count <=
+                   u64{state.manifest_block_count} * manifest_references_per_block &&
+               state.manifest_reference_count + manifest_references_per_block >
+                   u64{state.manifest_block_count} * manifest_references_per_block);
   ref.state.fill(0);
   std::memcpy(ref.state.data(), &state, sizeof(state));
-}
-
-// Seals a grid block: the header's checksum over everything after the checksum fields.
-inline u128 grid_block_seal(std::span<std::byte> block, GridBlockKind kind, u32 index,
-                            u32 size) {
-  TALLY_ASSERT(grid_block_header_size + size <= block.size());
-  GridBlockHeader header{};
-  header.kind = kind;
-  header.index = index;
-  header.size = size;
-  std::memcpy(block.data(), &header, sizeof(header));
-  header.checksum = tally::checksum(block.subspan(32, grid_block_header_size - 32 + size));
-  std::memcpy(block.data(), &header, sizeof(header));
-  return header.checksum;
 }
 
 // The block's payload if it is the block `reference` names, of the kind and index expected.
 inline std::span<const std::byte> grid_block_verify(std::span<const std::byte> block,
                                                     const BlockReference& reference,
                                                     GridBlockKind kind, u32 index) {
+  // The caller's own arguments (the block's bytes and the reference are the data file's).
+  TALLY_ASSERT(block.size() >= grid_block_header_size);
+  TALLY_ASSERT(kind == GridBlockKind::sessions ? index == 0
+                                                : kind == GridBlockKind::manifest &&
+                                                      index < manifest_blocks_max);
   GridBlockHeader header;
   std::memcpy(&header, block.data(), sizeof(header));
   if (header.checksum != reference.checksum || header.kind != kind || header.index != index) {
@@ -121,6 +124,29 @@ inline std::span<const std::byte> grid_block_verify(std::span<const std::byte> b
     return {};
   }
   return block.subspan(grid_block_header_size, header.size);
+}
+
+// Seals a grid block: the header's checksum over everything after the checksum fields.
+inline u128 grid_block_seal(std::span<std::byte> block, GridBlockKind kind, u32 index,
+                            u32 size) {
+  TALLY_ASSERT(grid_block_header_size + size <= block.size());
+  // One sessions block; manifest blocks numbered as the superblock's references to them.
+  TALLY_ASSERT(kind == GridBlockKind::sessions ? index == 0
+                                                : kind == GridBlockKind::manifest &&
+                                                      index < manifest_blocks_max);
+  GridBlockHeader header{};
+  header.kind = kind;
+  header.index = index;
+  header.size = size;
+  std::memcpy(block.data(), &header, sizeof(header));
+  header.checksum = tally::checksum(block.subspan(32, grid_block_header_size - 32 + size));
+  std::memcpy(block.data(), &header, sizeof(header));
+  // What the reader will check (once per checkpoint and block, off the hot path).
+  TALLY_ASSERT(grid_block_verify(block, BlockReference{.checksum = header.checksum, .address = 0,
+                                                       .reserved = {}},
+                                 kind, index)
+                   .size() == size);
+  return header.checksum;
 }
 
 }  // namespace tally::vsr

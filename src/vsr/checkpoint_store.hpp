@@ -76,8 +76,32 @@ class CheckpointStore {
 
   const GridFreeSet& free_set() const { return free_set_; }
   bool busy() const { return phase_ != Phase::idle; }
+  // Nothing being written or read, the write-ahead's writes included.
+  bool idle() const { return phase_ == Phase::idle && in_flight_ == 0; }
+
+  // Forgets the durable checkpoint and what was staged ahead of the next (state sync: another
+  // replica's checkpoint replaces it, and open() reads that one). Only while idle().
+  void reset() {
+    TALLY_ASSERT(idle());
+    free_set_.clear();
+    std::memset(static_cast<void*>(&written_), 0, sizeof(written_));
+    std::memset(static_cast<void*>(&durable_), 0, sizeof(durable_));
+    for (u32 table = 0; table < table_count; table += 1) {
+      ahead_staged_[table] = 0;
+      ahead_issued_[table] = 0;
+    }
+    ahead_state_machine_ = nullptr;
+    work_count_ = 0;
+    work_next_ = 0;
+    replies_damaged_ = 0;
+    TALLY_ASSERT(free_set_.acquired_count() == 0 && free_set_.staged_count() == 0);
+  }
   // The checkpoint written by the last write(), for the superblock.
-  const CheckpointVsrState& vsr_state() const { return written_; }
+  const CheckpointVsrState& vsr_state() const {
+    // Whole once written (or the durable one, between checkpoints).
+    TALLY_ASSERT(phase_ == Phase::written || phase_ == Phase::idle);
+    return written_;
+  }
   u32 replies_damaged() const { return replies_damaged_; }
   // State blocks written by the write-ahead (seal_ahead()) since construction.
   u64 blocks_written_ahead() const { return blocks_written_ahead_; }
@@ -89,6 +113,13 @@ class CheckpointStore {
              const state_machine::Checkpointer& checkpointer, ClientSessions& sessions,
              u64 op_previous, u128 prepare_checksum, Callback callback, void* context) {
     TALLY_ASSERT(phase_ == Phase::idle);
+    TALLY_ASSERT(callback != nullptr && prepare_checksum != 0);
+    // The write-ahead encoded its blocks from this same state machine.
+    TALLY_ASSERT(ahead_state_machine_ == nullptr || ahead_state_machine_ == &state_machine);
+    // The durable checkpoint's manifest names every block of its tables (open() checked the
+    // one it read, commit() the one written).
+    TALLY_ASSERT(durable_.manifest_reference_count == reference_total(durable_.state_machine));
+    invariants();
     state_machine_read_ = &state_machine;
     sessions_ = &sessions;
     callback_ = callback;
@@ -102,6 +133,8 @@ class CheckpointStore {
     for (u32 table = 0; table < table_count; table += 1) {
       const u32 now = block_count(written_.state_machine, table);
       const u32 before = block_count(durable_.state_machine, table);
+      // The blocks staged ahead are blocks of this checkpoint (its manifest names them).
+      TALLY_ASSERT(ahead_staged_[table] <= now);
       for (u32 index = now; index < before; index += 1) {
         free_set_.release_at_commit(manifest_[table][index].address);
       }
@@ -115,9 +148,11 @@ class CheckpointStore {
         return;
       }
       TALLY_ASSERT(work_count_ < work_.capacity());
+      TALLY_ASSERT(index < block_count(written_.state_machine, static_cast<u32>(table)));
       work_[work_count_] = (u64{static_cast<u32>(table)} << 32) | index;
       work_count_ += 1;
     });
+    TALLY_ASSERT(work_count_ <= reference_total(written_.state_machine));
     work_next_ = 0;
     session_next_ = 0;
     manifest_next_ = 0;
@@ -131,12 +166,14 @@ class CheckpointStore {
   void seal_ahead(const state_machine::StateMachine& state_machine,
                   const state_machine::Checkpointer& checkpointer) {
     TALLY_ASSERT(phase_ == Phase::idle);
+    TALLY_ASSERT(ahead_state_machine_ == nullptr || ahead_state_machine_ == &state_machine);
     ahead_state_machine_ = &state_machine;
     for (u32 table = 0; table < table_count; table += 1) {
       const auto kind = static_cast<state_machine::CheckpointTable>(table);
       if (!state_machine::checkpoint_table_append_only(kind)) continue;
       const state_machine::Checkpointer::BlockRange sealed =
           checkpointer.blocks_sealed(state_machine, kind);
+      TALLY_ASSERT(sealed.begin <= sealed.end);
       // Cursors left behind by the previous checkpoint move up to its end.
       if (ahead_staged_[table] < sealed.begin) ahead_staged_[table] = sealed.begin;
       if (ahead_issued_[table] < sealed.begin) ahead_issued_[table] = sealed.begin;
@@ -152,14 +189,19 @@ class CheckpointStore {
       if (ahead_staged_[table] < sealed.end) ahead_staged_[table] = sealed.end;
     }
     ahead_pump();
+    invariants();
   }
 
   // The superblock names the checkpoint written last: replaced blocks are free again.
   void commit() {
     TALLY_ASSERT(phase_ == Phase::written);
+    // Every write of the checkpoint is durable, and nothing else started since.
+    TALLY_ASSERT(in_flight_ == 0);
     free_set_.checkpoint_commit();
     durable_ = written_;
     phase_ = Phase::idle;
+    TALLY_ASSERT(durable_.manifest_reference_count == reference_total(durable_.state_machine));
+    invariants();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -167,7 +209,10 @@ class CheckpointStore {
 
   void open(const CheckpointVsrState& state, state_machine::StateMachine& state_machine,
             ClientSessions& sessions, Callback callback, void* context) {
-    TALLY_ASSERT(phase_ == Phase::idle);
+    TALLY_ASSERT(phase_ == Phase::idle && in_flight_ == 0);
+    TALLY_ASSERT(callback != nullptr);
+    // Into a store that holds no checkpoint: every block the one read names becomes acquired.
+    TALLY_ASSERT(free_set_.acquired_count() == 0 && free_set_.staged_count() == 0);
     state_machine_write_ = &state_machine;
     sessions_ = &sessions;
     callback_ = callback;
@@ -218,6 +263,7 @@ class CheckpointStore {
   };
 
   static u32 block_count(const state_machine::CheckpointState& state, u32 table) {
+    TALLY_ASSERT(table < table_count);
     return state_machine::checkpoint_block_count(
         state, static_cast<state_machine::CheckpointTable>(table));
   }
@@ -229,10 +275,12 @@ class CheckpointStore {
   }
 
   std::span<std::byte> buffer(u32 index) {
+    TALLY_ASSERT(index < io_depth);  // Addressed by hand, past the array's own bounds check.
     return {buffers_.data() + u64{index} * block_size, block_size};
   }
 
   IoSlot* slot_acquire() {
+    TALLY_ASSERT(in_flight_ <= io_depth);
     for (u32 index = 0; index < io_depth; index += 1) {
       if (!slots_[index].busy) {
         slots_[index].busy = true;
@@ -241,16 +289,22 @@ class CheckpointStore {
         return &slots_[index];
       }
     }
+    // Every slot busy: the count agrees.
+    TALLY_ASSERT(in_flight_ == io_depth);
     return nullptr;
   }
 
   void slot_release(IoSlot* slot) {
+    TALLY_ASSERT(slot >= slots_ && slot < slots_ + io_depth && slot->store == this);
     TALLY_ASSERT(slot->busy && in_flight_ > 0);
     slot->busy = false;
     in_flight_ -= 1;
   }
 
   u32 stage_or_stop() {
+    // Only the write-ahead (between checkpoints) and a checkpoint being written take blocks.
+    TALLY_ASSERT(phase_ == Phase::idle || phase_ == Phase::write_state ||
+                 phase_ == Phase::write_sessions || phase_ == Phase::write_manifest);
     const std::optional<u32> address = free_set_.stage();
     if (!address.has_value()) {
       base::fatal(base::FatalReason::no_space,
@@ -261,6 +315,10 @@ class CheckpointStore {
   }
 
   void grid_write(IoSlot* slot, u32 address, u32 size) {
+    TALLY_ASSERT(slot->busy && size > 0 && size <= block_size);
+    // Copy-on-write: a block staged for the next checkpoint, never one the durable checkpoint
+    // references.
+    TALLY_ASSERT(free_set_.staged(address), "grid block %u is not staged", address);
     const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
                        journal::sector_size;
     std::span<std::byte> data = buffer(slot->buffer_index);
@@ -273,6 +331,9 @@ class CheckpointStore {
   bool ahead_pump() {
     for (u32 table = 0; table < table_count; table += 1) {
       while (ahead_issued_[table] < ahead_staged_[table]) {
+        TALLY_ASSERT(ahead_state_machine_ != nullptr);
+        TALLY_ASSERT(state_machine::checkpoint_table_append_only(
+            static_cast<state_machine::CheckpointTable>(table)));
         IoSlot* slot = slot_acquire();
         if (slot == nullptr) return false;
         const u32 index = ahead_issued_[table];
@@ -305,6 +366,11 @@ class CheckpointStore {
         work_next_ += 1;
         const u32 table = static_cast<u32>(item >> 32);
         const u32 index = static_cast<u32>(item);
+        TALLY_ASSERT(index < block_count(written_.state_machine, table));
+        // A block staged ahead is ahead_pump()'s to write, not written a second time.
+        TALLY_ASSERT(!state_machine::checkpoint_table_append_only(
+                         static_cast<state_machine::CheckpointTable>(table)) ||
+                     index >= ahead_staged_[table]);
         const u32 size = state_machine::Checkpointer::block_encode(
             *state_machine_read_, static_cast<state_machine::CheckpointTable>(table), index,
             buffer(slot->buffer_index));
@@ -360,16 +426,24 @@ class CheckpointStore {
         IoSlot* slot = slot_acquire();
         if (slot == nullptr) return;
         session_next_ += 1;
+        // Recorded since the previous checkpoint (reply_record()): its buffer holds it.
+        TALLY_ASSERT(sessions_->reply_available(index));
         std::span<std::byte> reply = sessions_->reply_buffer(index);
         const u32 size = entry.reply.size;
         const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
                            journal::sector_size;
+        TALLY_ASSERT(size >= header_size && padded <= reply.size());
         std::memset(reply.data() + size, 0, padded - size);
         storage_.write(&slot->write, write_callback, reply.first(padded),
                        layout_.client_reply_offset(index));
       } else if (phase_ == Phase::write_manifest) {
         if (manifest_next_ == written_.manifest_block_count) {
           if (in_flight_ == 0) {
+            // All the checkpoint names is durable, the blocks written ahead among it.
+            TALLY_ASSERT(work_next_ == work_count_);
+            for (u32 table = 0; table < table_count; table += 1) {
+              TALLY_ASSERT(ahead_issued_[table] == ahead_staged_[table]);
+            }
             phase_ = Phase::written;
             callback_(context_);
           }
@@ -382,6 +456,7 @@ class CheckpointStore {
         const u32 first = block * manifest_references_per_block;
         u32 count = written_.manifest_reference_count - first;
         if (count > manifest_references_per_block) count = manifest_references_per_block;
+        TALLY_ASSERT(block < manifest_blocks_max && count > 0);
         std::span<std::byte> data = buffer(slot->buffer_index);
         for (u32 position = 0; position < count; position += 1) {
           const BlockReference reference = manifest_flat(first + position);
@@ -402,6 +477,8 @@ class CheckpointStore {
 
   // The reference at `position` of the flattened manifest: table by table, block by block.
   BlockReference manifest_flat(u32 position) const {
+    TALLY_ASSERT(phase_ == Phase::write_manifest);
+    TALLY_ASSERT(position < written_.manifest_reference_count);
     for (u32 table = 0; table < table_count; table += 1) {
       const u32 count = block_count(written_.state_machine, table);
       if (position < count) return manifest_[table][position];
@@ -410,7 +487,9 @@ class CheckpointStore {
     TALLY_UNREACHABLE();
   }
 
+  // While reading, written_ is the checkpoint being read (open()).
   BlockReference& manifest_flat_mutable(u32 position) {
+    TALLY_ASSERT(phase_ == Phase::read_manifest || phase_ == Phase::read_state);
     for (u32 table = 0; table < table_count; table += 1) {
       const u32 count = block_count(written_.state_machine, table);
       if (position < count) return manifest_[table][position];
@@ -422,6 +501,10 @@ class CheckpointStore {
   static void write_callback(typename S::Write* write) {
     auto* slot = static_cast<IoSlot*>(write->context);
     CheckpointStore* self = slot->store;
+    // Writes: the write-ahead's between checkpoints, a checkpoint's while it is written.
+    TALLY_ASSERT(self->phase_ == Phase::idle || self->phase_ == Phase::write_state ||
+                 self->phase_ == Phase::write_sessions || self->phase_ == Phase::write_replies ||
+                 self->phase_ == Phase::write_manifest);
     self->slot_release(slot);
     if (self->phase_ == Phase::idle) {
       self->ahead_pump();
@@ -434,6 +517,7 @@ class CheckpointStore {
   // Reading.
 
   void reference_acquire(u32 address) {
+    TALLY_ASSERT(phase_ == Phase::idle || phase_ == Phase::read_manifest);
     if (address >= free_set_.block_count() || free_set_.acquired(address)) {
       base::fatal(base::FatalReason::data_file_invalid,
                   "the checkpoint references grid block %u twice or out of range", address);
@@ -442,6 +526,9 @@ class CheckpointStore {
   }
 
   void grid_read(IoSlot* slot, u32 address) {
+    TALLY_ASSERT(slot->busy);
+    // Only blocks the checkpoint names, each marked acquired before it is read.
+    TALLY_ASSERT(free_set_.acquired(address), "grid block %u is not the checkpoint's", address);
     storage_.read(&slot->read, read_callback, buffer(slot->buffer_index),
                   layout_.grid_block_offset(address));
   }
@@ -462,6 +549,7 @@ class CheckpointStore {
           continue;
         }
         IoSlot* slot = slot_acquire();
+        TALLY_ASSERT(slot != nullptr);  // Nothing else is in flight.
         slot->tag = manifest_next_;
         grid_read(slot, durable_.manifest[manifest_next_].address);
         return;
@@ -490,12 +578,17 @@ class CheckpointStore {
           continue;
         }
         IoSlot* slot = slot_acquire();
+        TALLY_ASSERT(slot != nullptr);  // Nothing else is in flight.
         grid_read(slot, durable_.sessions.address);
         return;
       }
       if (phase_ == Phase::read_replies) {
         if (session_next_ == sessions_->capacity()) {
           if (in_flight_ > 0) return;
+          // Every block the checkpoint names is acquired, each once: the sessions block, the
+          // manifest blocks, and the blocks they name.
+          TALLY_ASSERT(free_set_.acquired_count() == u64{1} + durable_.manifest_block_count +
+                                                         durable_.manifest_reference_count);
           phase_ = Phase::idle;
           callback_(context_);
           return;
@@ -506,12 +599,20 @@ class CheckpointStore {
           session_next_ += 1;
           continue;
         }
+        const u32 padded = (entry.reply.size + journal::sector_size - 1) /
+                           journal::sector_size * journal::sector_size;
+        if (entry.reply.size < header_size || padded > sessions_->reply_buffer(index).size()) {
+          // A size no reply has (the sessions block came from a peer's checkpoint, or a bug):
+          // the reply counts as damaged, and nothing is read.
+          (void)sessions_->reply_verify(index);
+          replies_damaged_ += 1;
+          session_next_ += 1;
+          continue;
+        }
         IoSlot* slot = slot_acquire();
         if (slot == nullptr) return;
         session_next_ += 1;
         slot->tag = index;
-        const u32 padded = (entry.reply.size + journal::sector_size - 1) /
-                           journal::sector_size * journal::sector_size;
         storage_.read(&slot->read, read_callback, sessions_->reply_buffer(index).first(padded),
                       layout_.client_reply_offset(index));
         continue;
@@ -523,16 +624,21 @@ class CheckpointStore {
   static void read_callback(typename S::Read* read) {
     auto* slot = static_cast<IoSlot*>(read->context);
     CheckpointStore* self = slot->store;
+    TALLY_ASSERT(self->phase_ == Phase::read_manifest || self->phase_ == Phase::read_state ||
+                 self->phase_ == Phase::read_sessions || self->phase_ == Phase::read_replies);
     self->read_done(slot, read->result == journal::ReadResult::ok);
     self->slot_release(slot);
     self->read_pump();
   }
 
   void read_done(IoSlot* slot, bool read_ok) {
+    TALLY_ASSERT(slot->busy);
     const std::span<const std::byte> data = buffer(slot->buffer_index);
     switch (phase_) {
       case Phase::read_manifest: {
         const u32 block = static_cast<u32>(slot->tag);
+        // One manifest block at a time, in order.
+        TALLY_ASSERT(block == manifest_next_ && block < durable_.manifest_block_count);
         const std::span<const std::byte> payload =
             read_ok ? grid_block_verify(data, durable_.manifest[block], GridBlockKind::manifest,
                                         block)
@@ -558,6 +664,7 @@ class CheckpointStore {
         return;
       }
       case Phase::read_state: {
+        TALLY_ASSERT(slot->tag < work_count_);
         const BlockReference reference = manifest_flat_mutable(static_cast<u32>(slot->tag));
         u128 checksum = 0;
         std::memcpy(&checksum, data.data(), sizeof(checksum));
@@ -595,10 +702,24 @@ class CheckpointStore {
       }
       case Phase::read_replies: {
         const u32 index = static_cast<u32>(slot->tag);
-        if (!read_ok || !sessions_->reply_verify(index)) replies_damaged_ += 1;
+        TALLY_ASSERT(index < sessions_->capacity() && sessions_->entry(index).client != 0);
+        // Verified whatever the read said: a failed read leaves the buffer undefined, and only
+        // a reply whose header and body check out may be sent again (reply_verify() clears
+        // the header of one that does not).
+        (void)read_ok;
+        if (!sessions_->reply_verify(index)) replies_damaged_ += 1;
+        TALLY_ASSERT(replies_damaged_ <= sessions_->capacity());  // One read per session.
         return;
       }
       default: TALLY_UNREACHABLE();
+    }
+  }
+
+  // O(tables): the I/O count within its slots, the cursors in order.
+  void invariants() const {
+    TALLY_ASSERT(in_flight_ <= io_depth && work_next_ <= work_count_);
+    for (u32 table = 0; table < table_count; table += 1) {
+      TALLY_ASSERT(ahead_issued_[table] <= ahead_staged_[table]);
     }
   }
 

@@ -18,6 +18,7 @@
 #include <span>
 #include <type_traits>
 
+#include "journal/storage.hpp"
 #include "src/base/assert.hpp"
 #include "src/base/large_array.hpp"
 #include "tally/header.hpp"
@@ -44,6 +45,10 @@ class ClientSessions {
  public:
   void init(u32 capacity, u32 message_size) {
     TALLY_ASSERT(capacity > 0 && message_size >= header_size);
+    TALLY_ASSERT(capacity_ == 0, "client sessions are initialized once");
+    // Replies go to and come from the data file with O_DIRECT straight from their buffers
+    // (CheckpointStore): every buffer must start on a sector.
+    TALLY_ASSERT(message_size % journal::sector_size == 0);
     capacity_ = capacity;
     message_size_ = message_size;
     entries_.init(capacity);
@@ -52,6 +57,7 @@ class ClientSessions {
   }
 
   void reset() {
+    TALLY_ASSERT(capacity_ > 0, "reset() before init()");
     for (u32 index = 0; index < capacity_; index += 1) entries_[index] = ClientSession{};
   }
 
@@ -61,7 +67,11 @@ class ClientSessions {
   std::optional<u32> find(u128 client) const {
     TALLY_ASSERT(client != 0);
     for (u32 index = 0; index < capacity_; index += 1) {
-      if (entries_[index].client == client) return index;
+      if (entries_[index].client == client) {
+        // One entry per client (open() reuses a client's entry): none after this one.
+        TALLY_ASSERT_SLOW(!find_after(client, index + 1));
+        return index;
+      }
     }
     return std::nullopt;
   }
@@ -80,6 +90,12 @@ class ClientSessions {
     std::optional<u32> index = find(client);
     if (!index.has_value()) index = free_or_evict();
     ClientSession& entry = entries_[*index];
+    // Free, the client's own, or the least recently active: in every case its latest reply
+    // came from an op before this register's (ops execute once each, in order).
+    TALLY_ASSERT(entry.client == 0 || entry.reply_op < session,
+                 "session at op %llu over a reply of op %llu",
+                 static_cast<unsigned long long>(session),
+                 static_cast<unsigned long long>(entry.reply_op));
     entry = ClientSession{};
     entry.client = client;
     entry.session = session;
@@ -98,9 +114,12 @@ class ClientSessions {
 
   // Records the committed request whose reply now sits in reply_buffer(index).
   void reply_record(u32 index, u32 request, u128 request_checksum, u64 op) {
+    TALLY_ASSERT(index < capacity_);
     ClientSession& entry = entries_[index];
     TALLY_ASSERT(entry.client != 0);
     TALLY_ASSERT(op >= entry.reply_op);
+    // The register's own reply (request 0) comes at the session's op, every other one after.
+    TALLY_ASSERT(op > entry.session || (op == entry.session && request == 0));
     entry.request = request;
     entry.request_checksum = request_checksum;
     entry.reply_op = op;
@@ -120,6 +139,8 @@ class ClientSessions {
   // header is cleared, so that reply_available() says no until the next reply is recorded.
   bool reply_verify(u32 index) {
     const ClientSession& entry = entries_[index];
+    // Only the replies of sessions in use are read back (the bytes checked here are the disk's).
+    TALLY_ASSERT(entry.client != 0);
     std::span<std::byte> buffer = reply_buffer(index);
     Header stored;
     std::memcpy(&stored, buffer.data(), header_size);
@@ -129,12 +150,15 @@ class ClientSessions {
         stored.size >= header_size && stored.size <= message_size_ &&
         checksum_body_valid(stored, buffer.subspan(header_size, stored.size - header_size));
     if (!intact) std::memset(buffer.data(), 0, header_size);
+    TALLY_ASSERT(!intact || reply_available(index));
     return intact;
   }
 
   // False only for a reply lost to storage damage (reply_verify()): a duplicate request of
   // that session then goes unanswered instead of getting wrong bytes.
   bool reply_available(u32 index) const {
+    // The reply buffers are addressed by hand, past the entries' bounds check.
+    TALLY_ASSERT(index < capacity_);
     const ClientSession& entry = entries_[index];
     u128 stored_checksum = 0;
     std::memcpy(&stored_checksum, replies_.data() + std::size_t{index} * message_size_,
@@ -144,13 +168,17 @@ class ClientSessions {
 
   // The latest reply, header and body, as sent.
   std::span<const std::byte> reply_bytes(u32 index) const {
+    TALLY_ASSERT(index < capacity_);
     const ClientSession& entry = entries_[index];
     TALLY_ASSERT(entry.client != 0 && entry.reply.command == Command::reply);
+    // Recorded (reply_record()) or read back intact (reply_verify()): within its buffer.
+    TALLY_ASSERT(entry.reply.size >= header_size && entry.reply.size <= message_size_);
     return {replies_.data() + std::size_t{index} * message_size_, entry.reply.size};
   }
 
  private:
   u32 free_or_evict() const {
+    TALLY_ASSERT(capacity_ > 0, "a session table without entries");
     std::optional<u32> oldest;
     for (u32 index = 0; index < capacity_; index += 1) {
       const ClientSession& entry = entries_[index];
@@ -158,7 +186,17 @@ class ClientSessions {
       // Ties cannot happen (one reply per op), but the lowest index wins deterministically.
       if (!oldest.has_value() || entry.reply_op < entries_[*oldest].reply_op) oldest = index;
     }
+    TALLY_ASSERT(oldest.has_value() && entries_[*oldest].client != 0);
     return *oldest;
+  }
+
+  // Whether an entry at `from` or after belongs to `client` (TALLY_ASSERT_SLOW only).
+  bool find_after(u128 client, u32 from) const {
+    TALLY_ASSERT(client != 0 && from <= capacity_);
+    for (u32 index = from; index < capacity_; index += 1) {
+      if (entries_[index].client == client) return true;
+    }
+    return false;
   }
 
   u32 capacity_ = 0;

@@ -123,6 +123,7 @@ class Log {
       op_ = op_checkpoint_;
       head_checksum_ = checksum;
     }
+    invariants();
   }
 
   // Keeps a copy of the anchor's own header while the WAL still names it, so that the log can
@@ -140,8 +141,11 @@ class Log {
   // The anchor's header as the checkpoint recorded it.
   void anchor_header_set(const Header& header) {
     TALLY_ASSERT(header.prepare.op == op_checkpoint_ && header.checksum == checkpoint_checksum_);
+    // Shown as the anchor's entry (header()): an intact prepare header, as any entry.
+    TALLY_ASSERT(checksum_valid(header) && header.command == Command::prepare);
     anchor_header_ = header;
     anchor_header_valid_ = true;
+    invariants();
   }
 
   u64 op_checkpoint() const { return op_checkpoint_; }
@@ -179,6 +183,8 @@ class Log {
       head_checksum_ = entry->checksum;
     }
     TALLY_ASSERT(op_ >= op_checkpoint_ && op_ <= op_max());
+    TALLY_ASSERT_SLOW(chain_min() == op_checkpoint_);  // One chain, from the anchor up.
+    invariants();
   }
 
   // Whether a prepare is the head's successor in the hash chain, as a primary makes them.
@@ -239,6 +245,9 @@ class Log {
       }
     }
     TALLY_ASSERT(op_ >= op_checkpoint_ && op_ <= op_max());
+    // The highest op left (the write queue is empty: O(1)).
+    TALLY_ASSERT(op_ == op_max() || header(op_ + 1) == nullptr);
+    invariants();
   }
 
   // The lowest op from which the log up to its head is one unbroken hash chain: every entry
@@ -264,7 +273,12 @@ class Log {
   std::optional<u128> checksum_expected(u64 op) const {
     if (op > op_) return std::nullopt;
     const u64 chained = chain_min();
-    if (op >= chained) return checksum_of(op);
+    if (op >= chained) {
+      // The chain reaches `op`: every entry from it up to the head is present.
+      const std::optional<u128> checksum = checksum_of(op);
+      TALLY_ASSERT(checksum.has_value());
+      return checksum;
+    }
     if (op + 1 == chained && header(chained) != nullptr) return header(chained)->prepare.parent;
     return std::nullopt;
   }
@@ -292,6 +306,9 @@ class Log {
 
   // The checksum of the prepare at `op`, for ops from the anchor on that the log still names.
   std::optional<u128> checksum_of(u64 op) const {
+    // Below the anchor the checkpoint speaks for the ops, not the WAL: after a state sync its
+    // slots may still hold entries this replica never executed.
+    if (op < op_checkpoint_) return std::nullopt;
     if (op == op_checkpoint_) return checkpoint_checksum_;
     const Header* entry = header(op);
     if (entry == nullptr) return std::nullopt;
@@ -300,6 +317,7 @@ class Log {
 
   // Whether a write to `slot` is queued or in flight, whichever op it is for.
   bool slot_busy(u32 slot) const {
+    TALLY_ASSERT(slot < wal_.slot_count());
     if (wal_.writing(slot)) return true;
     for (u32 index = 0; index < write_queue_count_; index += 1) {
       if (wal_.slot_for_op(write_queue_[write_queue_index(index)]->header().prepare.op) == slot) {
@@ -352,6 +370,9 @@ class Log {
     head_checksum_ = prepare.checksum;
     cache_put(message);
     write_enqueue(message);
+    // Not durable until `written` says so: queued, or being written.
+    TALLY_ASSERT_SLOW(dirty(op_));
+    invariants();
   }
 
   // Writes an intact copy of an entry the log does not hold durably (restorable()): the entry
@@ -363,6 +384,8 @@ class Log {
     TALLY_ASSERT(header(prepare.prepare.op)->checksum == prepare.checksum);
     cache_put(message);
     write_enqueue(message);
+    TALLY_ASSERT_SLOW(dirty(prepare.prepare.op));
+    invariants();
   }
 
   // Names `prepare` as the log's entry for its op, its prepare to come (dirty) unless it is the
@@ -371,6 +394,7 @@ class Log {
   bool install(const Header& prepare) {
     const u64 op = prepare.prepare.op;
     TALLY_ASSERT(prepare.command == Command::prepare && checksum_valid(prepare));
+    TALLY_ASSERT(prepare.cluster == root_.cluster);  // Validated: this cluster's log only.
     TALLY_ASSERT(op > op_checkpoint_ && op <= op_max());
     const Header* entry = header(op);
     if (entry != nullptr && entry->checksum == prepare.checksum) return true;
@@ -383,6 +407,7 @@ class Log {
       head_checksum_ = prepare.checksum;
     }
     TALLY_ASSERT(header(op) != nullptr && header(op)->checksum == prepare.checksum);
+    invariants();
     return true;
   }
 
@@ -392,12 +417,16 @@ class Log {
   bool put(base::Message* message) {
     const Header& prepare = message->header();
     const u64 op = prepare.prepare.op;
+    // An entry above the anchor, within the WAL's reach (callers: the executed op's successors).
+    TALLY_ASSERT(op > op_checkpoint_ && op <= op_max());
     const Header* entry = header(op);
     if (entry != nullptr && entry->checksum == prepare.checksum && !dirty(op)) return true;
     if (write_queue_full() || slot_busy(wal_.slot_for_op(op))) return false;
     if (!install(prepare)) return false;
     cache_put(message);
     write_enqueue(message);
+    TALLY_ASSERT_SLOW(dirty(op));
+    invariants();
     return true;
   }
 
@@ -437,6 +466,9 @@ class Log {
     op_ = op;
     head_checksum_ = op == op_checkpoint_ ? checkpoint_checksum_ : head->checksum;
     TALLY_ASSERT(header(op_ + 1) == nullptr);
+    // Nothing above `op` is left, in the WAL's entries or queued for it.
+    TALLY_ASSERT(!wal_.op_max().has_value() || *wal_.op_max() <= op);
+    invariants();
     return true;
   }
 
@@ -449,6 +481,7 @@ class Log {
 
   void cache_put(base::Message* message) {
     TALLY_ASSERT(message->header().command == Command::prepare);
+    TALLY_ASSERT(pool_ != nullptr, "Log::init() first");
     const u64 op = message->header().prepare.op;
     base::Message*& slot = prepare_cache_[op % prepare_cache_max];
     if (slot == message) return;
@@ -488,7 +521,41 @@ class Log {
     base::Message* message = nullptr;
   };
 
+  // The file comment's invariants, O(1) after every change: the head between the anchor and the
+  // WAL's limit (at the anchor, the anchor's checksum), the anchor's kept header its own, the
+  // write queue within its ring, a write slot in use only for a WAL write in flight; the sweeps
+  // of the queue and the cache, and the head's own entry, only where slow checks run.
+  void invariants() const {
+    TALLY_ASSERT(op_checkpoint_ <= op_ && op_ <= op_max());
+    TALLY_ASSERT(op_ > op_checkpoint_ || head_checksum_ == checkpoint_checksum_);
+    TALLY_ASSERT(op_checkpoint_ == 0 || checkpoint_checksum_ != root_.checksum);
+    TALLY_ASSERT(!anchor_header_valid_ || (anchor_header_.prepare.op == op_checkpoint_ &&
+                                           anchor_header_.checksum == checkpoint_checksum_));
+    TALLY_ASSERT(write_queue_count_ <= prepare_cache_max);
+    TALLY_ASSERT(write_queue_count_ == 0 || pool_ != nullptr);
+    // A queued write waits only for one in flight (write_pump() runs after each change).
+    TALLY_ASSERT(write_queue_count_ == 0 || wal_.writes_in_flight() > 0);
+    u32 writing = 0;
+    for (const WriteSlot& slot : write_slots_) writing += slot.message != nullptr ? 1 : 0;
+    TALLY_ASSERT(writing <= wal_.writes_in_flight());
+    for (u32 position = 0; position < write_queue_count_; position += 1) {
+      const base::Message* queued = write_queue_[write_queue_index(position)];
+      TALLY_ASSERT_SLOW(queued != nullptr && queued->references > 0);
+      TALLY_ASSERT_SLOW(queued->header().command == Command::prepare &&
+                        queued->header().prepare.op <= op_);
+    }
+    for (u32 index = 0; index < prepare_cache_max; index += 1) {
+      const base::Message* cached = prepare_cache_[index];
+      TALLY_ASSERT_SLOW(cached == nullptr || cached->header().prepare.op % prepare_cache_max ==
+                                                 index);
+    }
+    // The head is an entry of the log, the one head_checksum() names (chain_min() starts there).
+    TALLY_ASSERT_SLOW(op_ == op_checkpoint_ ||
+                      (header(op_) != nullptr && header(op_)->checksum == head_checksum_));
+  }
+
   u32 write_queue_index(u32 position) const {
+    TALLY_ASSERT(position < prepare_cache_max && write_queue_head_ < prepare_cache_max);
     return (write_queue_head_ + position) % prepare_cache_max;
   }
 
@@ -527,6 +594,7 @@ class Log {
 
   static void write_callback(typename journal::Wal<S>::Write* write) {
     auto* self = static_cast<Log*>(write->context);
+    TALLY_ASSERT(self->pool_ != nullptr);  // No write completes after release().
     WriteSlot* slot = nullptr;
     for (WriteSlot& candidate : self->write_slots_) {
       if (&candidate.write == write) slot = &candidate;

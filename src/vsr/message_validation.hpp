@@ -67,6 +67,7 @@ enum class MessageError : u8 {
   log_view_invalid,      // A join_view's log_view is not below its view.
   view_fields_invalid,   // op, commit and checkpoint fields out of order.
   nonce_zero,
+  block_fields_invalid,  // A get_blocks or block: kind, index, checksum or body size.
 };
 
 constexpr const char* name(MessageError error) {
@@ -91,6 +92,7 @@ constexpr const char* name(MessageError error) {
     case MessageError::log_view_invalid: return "log_view_invalid";
     case MessageError::view_fields_invalid: return "view_fields_invalid";
     case MessageError::nonce_zero: return "nonce_zero";
+    case MessageError::block_fields_invalid: return "block_fields_invalid";
   }
   return "unknown";
 }
@@ -99,7 +101,11 @@ constexpr const char* name(MessageError error) {
 struct ValidationContext {
   u8 replica;        // This replica's index.
   u8 replica_count;  // 1..replicas_max.
+  u64 grid_block_count = 0;  // The data file's layout: what get_blocks and block may name.
+  u32 grid_block_size = 0;
+  u32 clients_max = 0;
 };
+
 
 // Whether `command` is one that replicas send each other.
 constexpr bool command_is_replica(Command command) {
@@ -107,7 +113,8 @@ constexpr bool command_is_replica(Command command) {
          command == Command::commit || command == Command::get_prepare ||
          command == Command::exit_view || command == Command::join_view ||
          command == Command::view || command == Command::get_view ||
-         command == Command::get_headers || command == Command::headers;
+         command == Command::get_headers || command == Command::headers ||
+         command == Command::get_blocks || command == Command::block;
 }
 
 // The body of a join_view or a view: 1..view_headers_max prepare headers, newest first, one op
@@ -115,6 +122,10 @@ constexpr bool command_is_replica(Command command) {
 // first), adjacent ones hash-chained with rising timestamps.
 inline MessageError validate_view_headers(const Header& message, std::span<const std::byte> body,
                                           bool blanks_allowed, u32 view_max) {
+  // The caller's choice of rules, for the commands that carry a view's headers.
+  TALLY_ASSERT(message.command == Command::join_view || message.command == Command::view ||
+               message.command == Command::headers);
+  TALLY_ASSERT(!blanks_allowed || message.command == Command::join_view);
   if (body.empty() || body.size() % header_size != 0) return MessageError::view_headers_invalid;
   const u64 count = body.size() / header_size;
   if (count > journal::view_headers_max) return MessageError::view_headers_invalid;
@@ -156,9 +167,48 @@ inline MessageError validate_view_headers(const Header& message, std::span<const
   return MessageError::none;
 }
 
+// A get_blocks names one piece of a checkpoint that the data file's layout can hold.
+inline bool validate_get_blocks(const Header::GetBlocks& fields, std::span<const std::byte> body,
+                                const ValidationContext& context) {
+  if (!body.empty()) return false;  // (validate_header(): reserved bytes are zero.)
+  switch (fields.kind) {
+    case BlockKind::checkpoint: return fields.checksum == 0 && fields.index == 0;
+    case BlockKind::grid_vsr:
+    case BlockKind::grid_state:
+      return fields.checksum != 0 && fields.op_min == 0 && fields.index < context.grid_block_count;
+    case BlockKind::reply:
+      return fields.checksum != 0 && fields.op_min == 0 && fields.index < context.clients_max;
+    case BlockKind::reserved: break;
+  }
+  return false;
+}
+
+// A block carries the piece its fields name, within the sizes that piece can have (its content
+// is verified against the checksum by whoever asked for it).
+inline bool validate_block(const Header::Block& fields, std::span<const std::byte> body,
+                           const ValidationContext& context) {
+  if (fields.checksum == 0) return false;
+  switch (fields.kind) {
+    case BlockKind::checkpoint:
+      return fields.op > 0 && fields.index == 0 &&
+             body.size() == sizeof(journal::CheckpointReference);
+    case BlockKind::grid_vsr:
+    case BlockKind::grid_state:
+      return fields.op == 0 && fields.index < context.grid_block_count &&
+             body.size() >= 64 && body.size() <= context.grid_block_size;
+    case BlockKind::reply:
+      return fields.op == 0 && fields.index < context.clients_max &&
+             body.size() <= message_size_max - header_size;
+    case BlockKind::reserved: break;
+  }
+  return false;
+}
+
 // The operations a primary prepares, with the fields and body each must carry.
 inline MessageError validate_prepare_operation(const Header& header,
                                                std::span<const std::byte> body) {
+  TALLY_ASSERT(header.command == Command::prepare);
+  TALLY_ASSERT(body.size() + header_size == header.size);
   const Header::Prepare& prepare = header.prepare;
   if (prepare.operation == Operation::pulse) {
     const bool fields_empty = prepare.client == 0 && prepare.request_checksum == 0 &&
@@ -241,6 +291,9 @@ inline MessageError validate_replica_message(const Header& header,
       const MessageError error = validate_view_headers(header, body, true, fields.log_view);
       if (error != MessageError::none) return error;
       const u64 count = body.size() / header_size;
+      // Validated: 1..view_headers_max headers, few enough for the bitsets' shift below.
+      static_assert(journal::view_headers_max < 32);
+      TALLY_ASSERT(count >= 1 && count <= journal::view_headers_max);
       Header head;
       std::memcpy(&head, body.data(), header_size);
       if (head.prepare.op != fields.op) return MessageError::view_fields_invalid;
@@ -259,6 +312,8 @@ inline MessageError validate_replica_message(const Header& header,
       }
       const MessageError error = validate_view_headers(header, body, false, header.view);
       if (error != MessageError::none) return error;
+      // Validated: at least one header, a whole number of them.
+      TALLY_ASSERT(body.size() >= header_size && body.size() % header_size == 0);
       Header head;
       Header oldest;
       std::memcpy(&head, body.data(), header_size);
@@ -267,6 +322,14 @@ inline MessageError validate_replica_message(const Header& header,
         return MessageError::view_fields_invalid;
       }
       return MessageError::none;
+    }
+    case Command::get_blocks: {
+      const bool valid = validate_get_blocks(header.get_blocks, body, context);
+      return valid ? MessageError::none : MessageError::block_fields_invalid;
+    }
+    case Command::block: {
+      const bool valid = validate_block(header.block, body, context);
+      return valid ? MessageError::none : MessageError::block_fields_invalid;
     }
     default: break;
   }

@@ -156,7 +156,7 @@ TEST_SUITE("message_validation") {
 
   TEST_CASE("message validation: command_not_replica: client commands, unused replica ones") {
     for (const Command command :
-         {Command::ping, Command::pong, Command::get_reply, Command::get_blocks, Command::block}) {
+         {Command::ping, Command::pong, Command::get_reply}) {
       CAPTURE(static_cast<int>(command));
       TestMessage message = frame_make(command, 0, 0);
       CHECK(message.validate() == MessageError::command_not_replica);
@@ -336,5 +336,64 @@ TEST_SUITE("message_validation") {
     CHECK(commit.validate() == MessageError::checkpoint_above_commit);
     commit.header.commit.checkpoint_op = commit.header.commit.commit;
     CHECK(commit.validate() == MessageError::none);
+  }
+
+  TEST_CASE("message validation: block_fields_invalid: get_blocks and block within the layout") {
+    const ValidationContext layout{.replica = 1,
+                                   .replica_count = 3,
+                                   .grid_block_count = 100,
+                                   .grid_block_size = 64 * 1024,
+                                   .clients_max = 4};
+    const auto get_blocks = [](BlockKind kind, u32 index, u128 checksum) {
+      TestMessage message = frame_make(Command::get_blocks, 2, 0);
+      message.header.get_blocks.kind = kind;
+      message.header.get_blocks.index = index;
+      message.header.get_blocks.checksum = checksum;
+      return message;
+    };
+    CHECK(get_blocks(BlockKind::checkpoint, 0, 0).validate(layout) == MessageError::none);
+    CHECK(get_blocks(BlockKind::grid_state, 99, 5).validate(layout) == MessageError::none);
+    CHECK(get_blocks(BlockKind::grid_vsr, 0, 5).validate(layout) == MessageError::none);
+    CHECK(get_blocks(BlockKind::reply, 3, 5).validate(layout) == MessageError::none);
+    // Outside the grid, outside the sessions, no checksum, an unknown kind. (A body is refused
+    // by validate_header().)
+    CHECK(get_blocks(BlockKind::grid_state, 100, 5).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(get_blocks(BlockKind::reply, 4, 5).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(get_blocks(BlockKind::grid_vsr, 1, 0).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(get_blocks(BlockKind::checkpoint, 0, 5).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(get_blocks(static_cast<BlockKind>(9), 0, 5).validate(layout) ==
+          MessageError::block_fields_invalid);
+
+    const auto block = [](BlockKind kind, u32 index, u64 op, std::size_t size) {
+      TestMessage message = frame_make(Command::block, 0, 0);
+      message.header.block.kind = kind;
+      message.header.block.index = index;
+      message.header.block.op = op;
+      message.header.block.checksum = 5;
+      message.body.assign(size, std::byte{0});
+      return message;
+    };
+    const std::size_t reference_size = sizeof(journal::CheckpointReference);
+    CHECK(block(BlockKind::checkpoint, 0, 7, reference_size).validate(layout) ==
+          MessageError::none);
+    CHECK(block(BlockKind::grid_state, 9, 0, 4096).validate(layout) == MessageError::none);
+    CHECK(block(BlockKind::reply, 1, 0, 0).validate(layout) == MessageError::none);
+    CHECK(block(BlockKind::checkpoint, 0, 0, reference_size).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(block(BlockKind::checkpoint, 0, 7, reference_size - 1).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(block(BlockKind::grid_state, 9, 0, 64 * 1024 + 1).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(block(BlockKind::grid_vsr, 9, 0, 63).validate(layout) ==
+          MessageError::block_fields_invalid);
+    CHECK(block(BlockKind::reply, 4, 0, 300).validate(layout) ==
+          MessageError::block_fields_invalid);
+    TestMessage unchecked = block(BlockKind::grid_state, 9, 0, 4096);
+    unchecked.header.block.checksum = 0;
+    CHECK(unchecked.validate(layout) == MessageError::block_fields_invalid);
   }
 }  // TEST_SUITE

@@ -40,6 +40,7 @@ using Reservation = state_machine::StateMachine::Reservation;
 // What a prepare of `operation` creating `events` events (timestamp_event_count()) reserves of
 // the ledger's capacity until it executes.
 inline Reservation reservation_of(Operation operation, u32 events) {
+  TALLY_ASSERT(operation != Operation::reserved && operation != Operation::root);
   Reservation reservation{.accounts = 0, .transfers = 0};
   if (operation == Operation::create_accounts ||
       operation == Operation::deprecated_create_accounts_sparse ||
@@ -51,6 +52,7 @@ inline Reservation reservation_of(Operation operation, u32 events) {
     reservation.transfers = events;
   }
   // Anything else creates nothing (a pulse's events are expiries, not new records).
+  TALLY_ASSERT(reservation.accounts == 0 || reservation.transfers == 0);
   return reservation;
 }
 
@@ -70,10 +72,13 @@ class Pipeline {
 
   void init(base::MessagePool* pool) {
     TALLY_ASSERT(pool != nullptr && pool_ == nullptr);
+    TALLY_ASSERT(count_ == 0);
     pool_ = pool;
   }
 
   void release() {
+    TALLY_ASSERT(count_ == 0 || pool_ != nullptr, "entries without a pool");
+    invariants();
     for (u32 index = 0; index < count_; index += 1) {
       pool_->unref(entries_[index].prepare);
       entries_[index] = Entry{};
@@ -86,7 +91,9 @@ class Pipeline {
   bool full() const { return count_ == pipeline_max; }
   const Entry& entry(u32 index) const {
     TALLY_ASSERT(index < count_);
-    return entries_[index];
+    const Entry& result = entries_[index];
+    TALLY_ASSERT(result.prepare != nullptr && result.prepare->header().prepare.op == result.op);
+    return result;
   }
 
   // A prepare of the op after the last entry's; `ok_mask` says who holds it durably already,
@@ -95,7 +102,11 @@ class Pipeline {
     TALLY_ASSERT(!full());
     const Header& header = prepare->header();
     TALLY_ASSERT(header.command == Command::prepare);
+    TALLY_ASSERT(header.prepare.op > 0, "op 0 is the root, never prepared");
     TALLY_ASSERT(count_ == 0 || header.prepare.op == entries_[count_ - 1].op + 1);
+    TALLY_ASSERT(ok_mask < (1u << replicas_max), "ok_mask 0x%x", ok_mask);
+    // A prepare creates accounts or transfers, never both (reservation_of()).
+    TALLY_ASSERT(reservation.accounts == 0 || reservation.transfers == 0);
     entries_[count_] = Entry{
         .prepare = pool_->ref(prepare),
         .op = header.prepare.op,
@@ -103,15 +114,20 @@ class Pipeline {
         .reservation = reservation,
     };
     count_ += 1;
+    invariants();
   }
 
   // Records that `replica` holds the prepare (op, checksum) durably. False if the pipeline has
   // no such prepare (an old or unknown acknowledgement).
   bool acknowledge(u64 op, u128 checksum, u8 replica) {
     TALLY_ASSERT(replica < replicas_max);
+    // What validation established for a prepare_ok (message_validation.hpp).
+    TALLY_ASSERT(op > 0 && checksum != 0);
     for (u32 index = 0; index < count_; index += 1) {
       Entry& entry = entries_[index];
       if (entry.op != op || entry.prepare->header().checksum != checksum) continue;
+      // Consecutive ops: the entry of `op` sits where its distance from the oldest says.
+      TALLY_ASSERT(op - entries_[0].op == index);
       entry.ok_mask |= 1u << replica;
       return true;
     }
@@ -123,6 +139,12 @@ class Pipeline {
   // the next one has not.
   u64 commit_prefix(u64 commit, u8 self, u32 quorum) const {
     TALLY_ASSERT(quorum >= 1 && quorum <= replicas_max);
+    TALLY_ASSERT(self < replicas_max);
+    // The pipeline holds every op after `commit` that is prepared (none is skipped): an entry
+    // leaves only once executed, so only after it committed.
+    TALLY_ASSERT(count_ == 0 || entries_[0].op <= commit + 1, "oldest op %llu, commit %llu",
+                 static_cast<unsigned long long>(entries_[0].op),
+                 static_cast<unsigned long long>(commit));
     for (u32 index = 0; index < count_; index += 1) {
       const Entry& entry = entries_[index];
       if (entry.op <= commit) continue;
@@ -142,6 +164,7 @@ class Pipeline {
     count_ -= 1;
     entries_[count_] = Entry{};
     TALLY_ASSERT(count_ == 0 || entries_[0].op == op + 1);
+    invariants();
   }
 
   bool has_client(u128 client) const {
@@ -154,7 +177,11 @@ class Pipeline {
 
   bool has_pulse() const {
     for (u32 index = 0; index < count_; index += 1) {
-      if (entries_[index].prepare->header().prepare.operation == Operation::pulse) return true;
+      const Header::Prepare& prepare = entries_[index].prepare->header().prepare;
+      if (prepare.operation != Operation::pulse) continue;
+      // The primary's own: no client, no request (validate_prepare_operation()).
+      TALLY_ASSERT(prepare.client == 0 && prepare.request == 0);
+      return true;
     }
     return false;
   }
@@ -170,6 +197,20 @@ class Pipeline {
   }
 
  private:
+  // O(1) on every change: the count within capacity, the ends of the ops consecutive, the
+  // slots past the count empty; the sweep of every entry only where slow checks run.
+  void invariants() const {
+    TALLY_ASSERT(count_ <= pipeline_max);
+    TALLY_ASSERT(count_ == 0 || entries_[count_ - 1].op == entries_[0].op + count_ - 1);
+    TALLY_ASSERT(count_ == pipeline_max || entries_[count_].prepare == nullptr);
+    for (u32 index = 0; index < count_; index += 1) {
+      const Entry& entry = entries_[index];
+      TALLY_ASSERT_SLOW(entry.prepare != nullptr && entry.prepare->references > 0);
+      TALLY_ASSERT_SLOW(entry.prepare->header().prepare.op == entry.op);
+      TALLY_ASSERT_SLOW(index == 0 || entry.op == entries_[index - 1].op + 1);
+    }
+  }
+
   base::MessagePool* pool_ = nullptr;
   Entry entries_[pipeline_max] = {};
   u32 count_ = 0;
@@ -184,10 +225,12 @@ class RequestQueue {
 
   void init(base::MessagePool* pool) {
     TALLY_ASSERT(pool != nullptr && pool_ == nullptr);
+    TALLY_ASSERT(count_ == 0);
     pool_ = pool;
   }
 
   void release() {
+    TALLY_ASSERT(count_ == 0 || pool_ != nullptr, "requests without a pool");
     while (count_ > 0) pool_->unref(pop());
   }
 
@@ -199,8 +242,11 @@ class RequestQueue {
   void push(base::Message* request) {
     TALLY_ASSERT(!full());
     TALLY_ASSERT(request->header().command == Command::request);
+    // The slot after the newest is free: no reference is overwritten.
+    TALLY_ASSERT(requests_[index_of(count_)] == nullptr);
     requests_[index_of(count_)] = pool_->ref(request);
     count_ += 1;
+    invariants();
   }
 
   // The oldest request; the caller owns the queue's reference.
@@ -211,6 +257,7 @@ class RequestQueue {
     requests_[head_] = nullptr;
     head_ = (head_ + 1) % request_queue_max;
     count_ -= 1;
+    invariants();
     return request;
   }
 
@@ -223,7 +270,18 @@ class RequestQueue {
   }
 
  private:
-  u32 index_of(u32 position) const { return (head_ + position) % request_queue_max; }
+  u32 index_of(u32 position) const {
+    TALLY_ASSERT(position < request_queue_max && head_ < request_queue_max);
+    return (head_ + position) % request_queue_max;
+  }
+
+  // The ring holds count_ requests from head_ on: the oldest is there, the slot after the
+  // newest is free (unless full).
+  void invariants() const {
+    TALLY_ASSERT(count_ <= request_queue_max && head_ < request_queue_max);
+    TALLY_ASSERT(count_ == 0 || requests_[head_] != nullptr);
+    TALLY_ASSERT(count_ == request_queue_max || requests_[index_of(count_)] == nullptr);
+  }
 
   base::MessagePool* pool_ = nullptr;
   base::Message* requests_[request_queue_max] = {};

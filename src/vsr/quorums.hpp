@@ -43,6 +43,10 @@ constexpr Quorums quorums(u32 replica_count) {
   TALLY_ASSERT(result.replication + result.view_change > replica_count);
   TALLY_ASSERT(result.replication + result.nack > replica_count);
   TALLY_ASSERT(2 * result.view_change > replica_count);
+  // Every quorum can be reached by the cluster, and the replication quorum needs a backup
+  // whenever there is one (the primary alone never commits for a cluster).
+  TALLY_ASSERT(result.replication <= replica_count && result.view_change <= replica_count);
+  TALLY_ASSERT(result.replication >= 2 || replica_count == 1);
   return result;
 }
 

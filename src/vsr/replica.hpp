@@ -29,6 +29,8 @@
 //   replica_repair.hpp      the log trusted from the head down; fetching what it lacks
 //   replica_view_change.hpp votes, do_view_change, start_view, durable view state
 //   replica_commit.hpp      executing committed ops, replies, checkpoints, superblock writes
+//   checkpoint_sync.hpp     state sync's walk over a checkpoint's blocks and replies
+//   replica_sync.hpp        state sync: when, which checkpoint, installing it; serving blocks
 //
 // Invariants (asserted where they are relied on):
 // - op_checkpoint <= commit_min <= commit_max; commit_min <= op (the head) <= op_prepare_max;
@@ -62,6 +64,7 @@
 #include "src/state_machine/state_machine.hpp"
 #include "src/vsr/checkpoint_format.hpp"
 #include "src/vsr/checkpoint_store.hpp"
+#include "src/vsr/checkpoint_sync.hpp"
 #include "src/vsr/client_sessions.hpp"
 #include "src/vsr/io_concepts.hpp"
 #include "src/vsr/log.hpp"
@@ -132,7 +135,15 @@ struct ReplicaStats {
   u64 view_changes = 0;           // Views this replica entered a view change for.
   u64 views_started = 0;          // Views this replica started as their primary.
   u64 chain_breaks_dropped = 0;   // Entries above the executed op naming another parent.
+  u64 syncs_started = 0;          // State syncs begun (a peer's checkpoint asked for).
+  u64 syncs_retargeted = 0;       // Given up for a newer checkpoint (blocks gone).
+  u64 syncs_done = 0;             // Checkpoints installed from peers.
+  u64 blocks_served = 0;          // Grid blocks and replies sent to syncing peers.
+  u64 blocks_serve_dropped = 0;   // get_blocks dropped: every serving read was busy.
 };
+
+// State sync's steps (replica_sync.hpp). From quiesce to open the replica is syncing().
+enum class SyncStage : u8 { none, target, quiesce, install, fetch, retarget, open };
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 class Replica {
@@ -149,12 +160,15 @@ class Replica {
         superblock_(storage),
         log_(storage, layout, options.cluster, options.replica_count == 1),
         checkpoint_store_(storage, layout),
-        prng_(prng_seed(options)) {
+        prng_(prng_seed(options)),
+        sync_(storage, layout, clients_max) {
     TALLY_ASSERT(layout.config().slot_count > 2 * pipeline_max);
     TALLY_ASSERT(options.replica_count >= 1 && options.replica_count <= replicas_max);
     TALLY_ASSERT(options.replica < options.replica_count);
     TALLY_ASSERT(layout.config().message_size_max == message_size_max,
                  "the replica needs whole-size messages (any reply must fit)");
+    // Session i keeps its reply in slot i of the client replies zone (checkpoints, state sync).
+    TALLY_ASSERT(layout.config().clients_max >= clients_max);
     grid_capacity_check(layout, options.state_machine);
     superblock_.context = this;
     wal_completion_.context = this;
@@ -163,6 +177,12 @@ class Replica {
     scratch_reply_.init(message_size_max);
     commit_read_.context = this;
     repair_read_.context = this;
+    for (ServeSlot& slot : serve_slots_) {
+      slot.read.context = &slot;
+      slot.replica = this;
+      slot.storage.init(message_size_max);
+      slot.buffer = {slot.storage.data(), message_size_max};
+    }
   }
 
   Replica(const Replica&) = delete;
@@ -178,18 +198,36 @@ class Replica {
   bool opened() const {
     return status_ != ReplicaStatus::init && status_ != ReplicaStatus::opening;
   }
-  u32 log_view() const { return log_view_; }
+  u32 log_view() const {
+    TALLY_ASSERT(log_view_ <= view_);
+    return log_view_;
+  }
   u8 replica() const { return options_.replica; }
   u8 replica_count() const { return options_.replica_count; }
   u32 view() const { return view_; }
   bool primary() const { return primary_index(view_) == options_.replica; }
   // The primary of the current view in normal status: the one replica that prepares.
   bool primary_normal() const { return status_ == ReplicaStatus::normal && primary(); }
-  u64 op() const { return log_.op(); }
-  u64 commit_min() const { return commit_min_; }
-  u64 commit_max() const { return commit_max_; }
+  // Once opened: the head is at or above the executed op, which is between the checkpoint's and
+  // the highest op known committed.
+  u64 op() const {
+    TALLY_ASSERT(!opened() || commit_min_ <= log_.op());
+    return log_.op();
+  }
+  u64 commit_min() const {
+    TALLY_ASSERT(!opened() || (log_.op_checkpoint() <= commit_min_ && commit_min_ <= commit_max_));
+    return commit_min_;
+  }
+  u64 commit_max() const {
+    TALLY_ASSERT(!opened() || commit_min_ <= commit_max_);
+    return commit_max_;
+  }
   u64 op_prepare_max() const { return log_.op_max(); }
-  u64 op_checkpoint() const { return log_.op_checkpoint(); }
+  // The log is anchored at the durable checkpoint, once opened.
+  u64 op_checkpoint() const {
+    TALLY_ASSERT(!opened() || log_.op_checkpoint() == checkpoint_op_durable());
+    return log_.op_checkpoint();
+  }
   const CheckpointStore<S>& checkpoint_store() const { return checkpoint_store_; }
   // Ops between checkpoints: the WAL's slots less room for two pipelines, so that the primary
   // can keep preparing while a checkpoint is written.
@@ -198,9 +236,24 @@ class Replica {
   const ClientSessions& sessions() const { return sessions_; }
   const ReplicaStats& stats() const { return stats_; }
   const journal::Wal<S>& wal() const { return log_.wal(); }
-  u32 pipeline_count() const { return pipeline_.count(); }
+  // Prepares in flight: only ever at a primary.
+  u32 pipeline_count() const {
+    TALLY_ASSERT(pipeline_.empty() || primary());
+    return pipeline_.count();
+  }
   // The checksum of the committed prepare at `op` (<= commit_min), if the WAL still names it.
   std::optional<u128> checksum_of(u64 op) const { return log_.checksum_of(op); }
+  // The durable checkpoint's identity (replica_sync.hpp: checkpoint_id()).
+  u128 checkpoint_id_durable() const;
+  // A replica's durable checkpoint covers only ops it executed.
+  u64 checkpoint_op_durable() const {
+    const u64 op = superblock_.working().checkpoint.op;
+    TALLY_ASSERT(!opened() || op <= commit_min_);
+    return op;
+  }
+  // State sync: from taking a peer's checkpoint until its state is the state machine's.
+  bool syncing() const;
+  SyncStage sync_stage() const { return sync_stage_; }
 
   // -------------------------------------------------------------------------------------------
   // Lifecycle.
@@ -229,6 +282,7 @@ class Replica {
   static void grid_capacity_check(const journal::Layout& layout,
                                   const state_machine::Config& config);
   void release_messages();
+  void invariants() const;
 
   // replica_open.hpp: opening.
   static void superblock_open_callback(journal::SuperblockStore<S>* store);
@@ -319,10 +373,45 @@ class Replica {
   void superblock_write_view();
   void superblock_write_next();
   static void superblock_written_callback(journal::SuperblockStore<S>* store);
-  u32 view_durable() const { return superblock_.working().vsr_state.view; }
-  u32 log_view_durable() const { return superblock_.working().vsr_state.log_view; }
+  // The durable view state trails the one in memory: memory moves first, then the superblock
+  // write takes it as it is then.
+  u32 view_durable() const {
+    const u32 view = superblock_.working().vsr_state.view;
+    TALLY_ASSERT(view <= view_);
+    return view;
+  }
+  u32 log_view_durable() const {
+    const u32 log_view = superblock_.working().vsr_state.log_view;
+    TALLY_ASSERT(log_view <= log_view_);
+    return log_view;
+  }
   void frame_fill(Header& header, Command command);
   static void message_seal(base::Message* message);
+  // Whether a sealed message to `replica` passes that peer's checks at its boundary
+  // (on_message()): what validation establishes there is asserted at each send, TALLY_ASSERT_SLOW.
+  // Only for messages made of this replica's own state: a body of log headers may carry what a
+  // forged prepare put in the log, which the peer's validation is there to catch.
+  bool valid_to(const base::Message* message, u8 replica) const;
+
+  // replica_sync.hpp: state sync, and serving checkpoints' pieces to peers.
+  void sync_tick();
+  void sync_target_ask();
+  u8 sync_peer(u32 asked) const;
+  void sync_target_offered(const Header& header, std::span<const std::byte> body);
+  void sync_quiesce_try();
+  void sync_install();
+  void sync_installed();
+  void sync_anchor(const journal::CheckpointReference& reference);
+  void sync_fetch_start();
+  static void sync_wanted_callback(void* context);
+  void sync_fetch_tick();
+  bool sync_wants_send();
+  void sync_retarget();
+  static void sync_fetched_callback(void* context);
+  static void sync_opened_callback(void* context);
+  void on_get_blocks(base::Message* message);
+  static void serve_read_callback(typename S::Read* read);
+  void on_block(base::Message* message);
 
   // -------------------------------------------------------------------------------------------
   // State.
@@ -361,6 +450,8 @@ class Replica {
   bool superblock_view_wanted_ = false;
   bool superblock_checkpoint_wanted_ = false;
   bool superblock_writing_checkpoint_ = false;
+  bool superblock_sync_wanted_ = false;  // The sync target, with checkpoint_syncing.
+  bool superblock_writing_sync_ = false;
   journal::CheckpointReference checkpoint_reference_next_{};
 
   // Opening.
@@ -403,6 +494,30 @@ class Replica {
   base::Message* repair_read_message_ = nullptr;
   u8 repair_read_to_ = 0;
 
+  // State sync (replica_sync.hpp).
+  CheckpointSync<S> sync_;
+  SyncStage sync_stage_ = SyncStage::none;
+  u64 op_seen_max_ = 0;            // The highest op the view's primary was heard to prepare.
+  u64 primary_checkpoint_op_ = 0;  // The view's primary's durable checkpoint, as last heard.
+  journal::CheckpointReference sync_target_{};
+  u64 sync_target_op_ = 0;  // sync_target_'s op while a sync has one; 0 otherwise.
+  u32 sync_asked_ = 0;      // get_blocks(checkpoint) sent for this target search.
+  Timeout sync_timeout_{"sync", repair_ticks};
+  // Serving get_blocks: a few reads at once, each into its own whole-message buffer.
+  static constexpr u32 serve_slot_count = 2;
+  struct ServeSlot {
+    typename S::Read read;
+    Replica* replica = nullptr;
+    base::LargeArray<std::byte> storage;
+    std::span<std::byte> buffer;
+    bool busy = false;
+    u8 to = 0;
+    BlockKind kind = BlockKind::reserved;
+    u32 index = 0;
+    u128 checksum = 0;
+  };
+  ServeSlot serve_slots_[serve_slot_count];
+
   ReplicaStats stats_;
 };
 
@@ -427,7 +542,7 @@ void Replica<S, Bus, Clock>::tick() {
   for (Timeout* timeout :
        {&commit_heartbeat_timeout_, &prepare_retry_timeout_, &pulse_timeout_,
         &normal_heartbeat_timeout_, &repair_timeout_, &vote_timeout_, &join_view_timeout_,
-        &get_view_timeout_, &view_change_status_timeout_}) {
+        &get_view_timeout_, &view_change_status_timeout_, &sync_timeout_}) {
     timeout->tick();
   }
   switch (status_) {
@@ -449,6 +564,8 @@ void Replica<S, Bus, Clock>::tick() {
     repair_timeout_.reset();
     repair_tick();
   }
+  sync_tick();
+  invariants();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -463,11 +580,16 @@ void Replica<S, Bus, Clock>::on_message(base::Message* message) {
   if (header.command != Command::request && header.command != Command::ping_client) {
     const MessageError error = validate_replica_message(
         header, message->body(),
-        ValidationContext{.replica = options_.replica, .replica_count = options_.replica_count});
+        ValidationContext{.replica = options_.replica,
+                          .replica_count = options_.replica_count,
+                          .grid_block_count = layout_.config().grid_block_count,
+                          .grid_block_size = layout_.config().grid_block_size,
+                          .clients_max = layout_.config().clients_max});
     if (error != MessageError::none) {
       stats_.messages_invalid += 1;
       return;
     }
+    TALLY_ASSERT(command_is_replica(header.command));  // Only those pass validation.
   }
   switch (header.command) {
     case Command::request: on_request(message); break;
@@ -482,8 +604,11 @@ void Replica<S, Bus, Clock>::on_message(base::Message* message) {
     case Command::get_view: on_get_view(message); break;
     case Command::get_headers: on_get_headers(message); break;
     case Command::headers: on_headers(message); break;
+    case Command::get_blocks: on_get_blocks(message); break;
+    case Command::block: on_block(message); break;
     default: stats_.messages_invalid += 1; break;
   }
+  invariants();
 }
 
 // A checkpoint of full tables, written while the previous one keeps its own copies of every
@@ -495,6 +620,8 @@ void Replica<S, Bus, Clock>::grid_capacity_check(const journal::Layout& layout,
   const u64 needed = state_machine::checkpoint_block_count_max(config) +
                      state_machine::checkpoint_block_count_rewritable(config) +
                      2 * manifest_blocks_max + 2;
+  // Both counts are of checkpoint blocks, each a grid block.
+  TALLY_ASSERT(layout.config().grid_block_size == state_machine::checkpoint_block_size);
   const u64 available = layout.config().grid_block_count;
   if (available < needed) {
     base::fatal(base::FatalReason::configuration_invalid,
@@ -509,7 +636,10 @@ void Replica<S, Bus, Clock>::grid_capacity_check(const journal::Layout& layout,
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::release_messages() {
   // Writes and reads still in flight belong to a storage that is going away with us (a crash in
-  // the simulator, or process exit): their buffers are given back too.
+  // the simulator, or process exit): their buffers are given back too. The two reads' messages
+  // are held only while their reads are in flight.
+  TALLY_ASSERT(u32{commit_read_message_ != nullptr} + u32{repair_read_message_ != nullptr} <=
+               log_.wal().reads_in_flight());
   pipeline_.release();
   request_queue_.release();
   join_views_release();
@@ -521,6 +651,109 @@ void Replica<S, Bus, Clock>::release_messages() {
   repair_read_message_ = nullptr;
 }
 
+template <journal::Storage S, MessageBus Bus, Time Clock>
+bool Replica<S, Bus, Clock>::valid_to(const base::Message* message, u8 replica) const {
+  TALLY_ASSERT(replica < options_.replica_count && replica != options_.replica);
+  const Header& header = message->header();
+  // Framed here (frame_fill()): this replica's own message, not one it forwards.
+  TALLY_ASSERT(header.cluster == options_.cluster && header.replica == options_.replica);
+  const ValidationContext context{.replica = replica,
+                                  .replica_count = options_.replica_count,
+                                  .grid_block_count = layout_.config().grid_block_count,
+                                  .grid_block_size = layout_.config().grid_block_size,
+                                  .clients_max = layout_.config().clients_max};
+  return validate_header(header) == HeaderError::none &&
+         validate_replica_message(header, message->body(), context) == MessageError::none;
+}
+
+// The file comment's invariants and those of each status, after every input that is not a
+// storage completion (tick(), on_message()): O(1), no walk of the log.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::invariants() const {
+  TALLY_ASSERT(opened());
+  // Views never go down; the durable ones trail these (view_durable(), log_view_durable()).
+  TALLY_ASSERT(log_view_ <= view_);
+  TALLY_ASSERT(view_durable() <= view_ && log_view_durable() <= log_view_);
+  TALLY_ASSERT(log_.op_checkpoint() <= commit_min_ && commit_min_ <= commit_max_);
+  TALLY_ASSERT(commit_min_ <= log_.op());
+  // The log's anchor is the durable checkpoint; execution stops at the next one's op until that
+  // checkpoint is durable, and stays there while it is written.
+  TALLY_ASSERT(log_.op_checkpoint() == superblock_.working().checkpoint.op);
+  TALLY_ASSERT(commit_min_ <= log_.op_checkpoint() + checkpoint_interval());
+  TALLY_ASSERT(!checkpointing_ || commit_min_ == log_.op_checkpoint() + checkpoint_interval());
+  // Normal only in the view whose log this is; never with a head that may hide an acknowledged
+  // op.
+  TALLY_ASSERT(status_ != ReplicaStatus::normal || log_view_ == view_);
+  TALLY_ASSERT(status_ != ReplicaStatus::normal || !head_uncertain_);
+  // What each status needs to move on: a normal replica's heartbeat for its role, an unfinished
+  // view change's status timeout, a recovering head's get_view.
+  TALLY_ASSERT(status_ != ReplicaStatus::normal ||
+               (primary() ? commit_heartbeat_timeout_.ticking()
+                          : normal_heartbeat_timeout_.ticking()));
+  TALLY_ASSERT(status_ != ReplicaStatus::view_change || log_view_ == view_ ||
+               view_change_status_timeout_.ticking());
+  TALLY_ASSERT(status_ != ReplicaStatus::recovering_head || get_view_timeout_.ticking());
+  TALLY_ASSERT(status_ != ReplicaStatus::view_change || log_view_ == view_ ||
+               join_view_timeout_.ticking());
+  TALLY_ASSERT(repair_timeout_.ticking());  // From the open on, every status.
+  // And none of another role's: only the normal primary sends commit heartbeats, retries
+  // prepares and pulses; only a normal backup waits for its primary's heartbeat. (A replica that
+  // lost its head's header keeps its timeouts into recovering_head: transition_to_view_change().)
+  TALLY_ASSERT(status_ == ReplicaStatus::recovering_head || primary_normal() ||
+               (!commit_heartbeat_timeout_.ticking() && !prepare_retry_timeout_.ticking() &&
+                !pulse_timeout_.ticking()));
+  TALLY_ASSERT(status_ == ReplicaStatus::recovering_head ||
+               (status_ == ReplicaStatus::normal && !primary()) ||
+               !normal_heartbeat_timeout_.ticking());
+  // Votes are of replicas of the cluster; a log is chosen only by the view change's primary,
+  // from join_views of its view, one per sender.
+  TALLY_ASSERT(votes_to_leave_ < (1u << options_.replica_count));
+  TALLY_ASSERT(!log_chosen_ || (status_ == ReplicaStatus::view_change && primary()));
+  for (u8 replica = 0; replica < replicas_max; replica += 1) {
+    const base::Message* join_view = join_views_[replica];
+    TALLY_ASSERT(join_view == nullptr || (join_view->header().view == view_ &&
+                                          join_view->header().replica == replica));
+  }
+  // Prepares in flight belong to the primary of its own log's view; requests wait only at the
+  // normal primary.
+  TALLY_ASSERT(pipeline_.empty() || (primary() && log_view_ == view_));
+  TALLY_ASSERT(request_queue_.empty() || primary_normal());
+  // The pipeline holds the ops after the executed one up to the head (an entry leaves once
+  // executed), starting at most one above what is known committed.
+  TALLY_ASSERT(pipeline_.empty() || (pipeline_.entry(0).op > commit_min_ &&
+                                     pipeline_.entry(0).op <= commit_max_ + 1));
+  TALLY_ASSERT(pipeline_.empty() || pipeline_.entry(pipeline_.count() - 1).op == log_.op());
+  // Superblock writes: one at a time; a checkpoint's only while it is written, the sync
+  // target's only while it is installed.
+  TALLY_ASSERT(!(superblock_writing_checkpoint_ && superblock_writing_sync_));
+  TALLY_ASSERT(!(superblock_writing_checkpoint_ || superblock_writing_sync_) ||
+               superblock_.busy());
+  TALLY_ASSERT(!(superblock_writing_checkpoint_ || superblock_checkpoint_wanted_) ||
+               checkpointing_);
+  TALLY_ASSERT(!(superblock_writing_sync_ || superblock_sync_wanted_) ||
+               sync_stage_ == SyncStage::install);
+  // Serving reads answer peers.
+  for (const ServeSlot& slot : serve_slots_) {
+    TALLY_ASSERT(!slot.busy || (slot.to < options_.replica_count && slot.to != options_.replica));
+  }
+  // The two reads' messages are held only while their reads are in flight.
+  TALLY_ASSERT(u32{commit_read_message_ != nullptr} + u32{repair_read_message_ != nullptr} <=
+               log_.wal().reads_in_flight());
+  // State sync: never alone; a target while one is under way; from the install on, the log is
+  // anchored at the target's op, which is the executed one, and no checkpoint of its own is
+  // written; a syncing replica never is the normal primary.
+  TALLY_ASSERT(sync_stage_ == SyncStage::none || !solo());
+  TALLY_ASSERT(sync_stage_ != SyncStage::none || sync_target_op_ == 0);
+  TALLY_ASSERT((sync_stage_ == SyncStage::target) == sync_timeout_.ticking());
+  TALLY_ASSERT(!syncing() || (sync_target_op_ > 0 && sync_target_.op == sync_target_op_));
+  if (sync_stage_ == SyncStage::fetch || sync_stage_ == SyncStage::retarget ||
+      sync_stage_ == SyncStage::open) {
+    TALLY_ASSERT(commit_min_ == sync_target_op_ && log_.op_checkpoint() == commit_min_);
+    TALLY_ASSERT(!checkpointing_);
+  }
+  TALLY_ASSERT(!syncing() || !primary_normal());
+}
+
 }  // namespace tally::vsr
 
 #include "src/vsr/replica_backup.hpp"
@@ -528,4 +761,5 @@ void Replica<S, Bus, Clock>::release_messages() {
 #include "src/vsr/replica_open.hpp"
 #include "src/vsr/replica_primary.hpp"
 #include "src/vsr/replica_repair.hpp"
+#include "src/vsr/replica_sync.hpp"
 #include "src/vsr/replica_view_change.hpp"

@@ -55,11 +55,15 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::prepare_from_primary(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(status_ == ReplicaStatus::normal && !primary() && header.view == view_);
+  // validate_replica_message(): what the primary had committed precedes the op (commit_max
+  // learns it from here).
+  TALLY_ASSERT(header.prepare.commit < header.prepare.op);
   normal_heartbeat_timeout_.reset();
   votes_to_leave_ = 0;  // The primary is there.
   vote_timeout_.stop();
   const u64 op = header.prepare.op;
   if (header.prepare.commit > commit_max_) commit_max_ = header.prepare.commit;
+  if (op > op_seen_max_) op_seen_max_ = op;  // State sync's trigger (replica_sync.hpp).
   if (op > op_prepare_max()) {
     stats_.prepares_ignored += 1;
     return;
@@ -102,6 +106,8 @@ void Replica<S, Bus, Clock>::prepare_from_primary(base::Message* message) {
     stats_.prepares_held += 1;
     return;
   }
+  // The log's entry for its op now, the head if it was above it.
+  TALLY_ASSERT(log_.op() >= op);
   stats_.prepares_accepted += 1;
   held_prepares_append();
 }
@@ -114,7 +120,10 @@ void Replica<S, Bus, Clock>::held_prepares_append() {
   while (log_.op() < op_prepare_max()) {
     base::Message* next = log_.cache_get(log_.op() + 1);
     if (next == nullptr || next->header().view != view_) break;
+    // Validated when it came: a prepare of this view is its primary's.
+    TALLY_ASSERT(next->header().replica == primary_index(view_));
     if (!log_.put(next)) break;
+    TALLY_ASSERT(log_.op() == next->header().prepare.op);
     stats_.prepares_accepted += 1;
   }
 }
@@ -123,7 +132,13 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::prepare_ok_send(const Header& prepare) {
   TALLY_ASSERT(prepare.command == Command::prepare && prepare.prepare.op > 0);
   if (status_ != ReplicaStatus::normal || primary()) return;
+  // A syncing replica's state is not its commit_min's: it vouches for nothing yet.
+  if (syncing()) return;
   if (view_durable() != view_ || log_view_durable() != view_) return;
+  // Only what is durable here, as the entry of its op: a walk of the write queue.
+  TALLY_ASSERT_SLOW(log_.header(prepare.prepare.op) != nullptr &&
+                    log_.header(prepare.prepare.op)->checksum == prepare.checksum &&
+                    !log_.dirty(prepare.prepare.op));
   base::Message* message = pool().get();
   if (message == nullptr) return;
   Header& header = message->header();
@@ -134,6 +149,7 @@ void Replica<S, Bus, Clock>::prepare_ok_send(const Header& prepare) {
   header.prepare_ok.commit = commit_min_;
   header.prepare_ok.timestamp = prepare.prepare.timestamp;
   message_seal(message);
+  TALLY_ASSERT_SLOW(valid_to(message, primary_index(view_)));
   bus_.send_to_replica(primary_index(view_), message);
   pool().unref(message);
 }
@@ -150,11 +166,21 @@ void Replica<S, Bus, Clock>::on_commit(base::Message* message) {
   normal_heartbeat_timeout_.reset();
   votes_to_leave_ = 0;  // The primary is there.
   vote_timeout_.stop();
+  // validate_replica_message(): the primary's checkpoint is of an op it committed (state sync's
+  // retargeting learns it from here).
+  TALLY_ASSERT(header.commit.checkpoint_op <= header.commit.commit);
   const u64 commit = header.commit.commit;
   if (commit > commit_max_) commit_max_ = commit;
+  if (commit > op_seen_max_) op_seen_max_ = commit;
+  if (header.commit.checkpoint_op > primary_checkpoint_op_) {
+    primary_checkpoint_op_ = header.commit.checkpoint_op;
+  }
   // What this replica executed must be what the cluster committed: a difference is a bug
   // somewhere, and going on would spread it.
-  if (commit <= commit_min_ && header.commit.commit_checksum != 0) {
+  // (Only from the anchor on: below it a synced replica's WAL may hold entries it never
+  // executed, which the checkpoint it took replaced.)
+  if (commit <= commit_min_ && commit >= log_.op_checkpoint() &&
+      header.commit.commit_checksum != 0) {
     const std::optional<u128> executed = log_.checksum_of(commit);
     if (executed.has_value() && *executed != header.commit.commit_checksum) {
       base::fatal(base::FatalReason::data_file_invalid,
@@ -181,9 +207,17 @@ void Replica<S, Bus, Clock>::log_written_callback(void* context, const Header& h
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::log_written(const Header& header) {
   TALLY_ASSERT(header.command == Command::prepare);
+  // Still the log's entry of its op (Log::write_callback()), so at or below the head.
+  TALLY_ASSERT(header.prepare.op <= log_.op());
+  TALLY_ASSERT_SLOW(log_.header(header.prepare.op) != nullptr &&
+                    log_.header(header.prepare.op)->checksum == header.checksum);
   switch (status_) {
     case ReplicaStatus::normal:
       if (primary()) {
+        if (view_ == 0 && header.prepare.op == 1 && !pipeline_.empty() &&
+            pipeline_.entry(0).op == 1) {
+          prepare_send_to_backups(pipeline_.entry(0));  // Held back until durable here.
+        }
         if (pipeline_.acknowledge(header.prepare.op, header.checksum, options_.replica)) {
           pipeline_commit();
         }

@@ -16,7 +16,9 @@ namespace tally::vsr {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::commit_journal() {
   if (status_ != ReplicaStatus::normal) return;
+  if (syncing()) return;  // The state machine is not commit_min's until the sync is done.
   TALLY_ASSERT(commit_min_ >= log_.op_checkpoint());
+  TALLY_ASSERT(commit_min_ <= commit_max_);
   // Executing changes no entry of the log: the chain's reach is the same for every op here
   // (a walk of up to a WAL's length, not to be repeated per op while a backup catches up).
   const u64 chained = log_.chain_min();
@@ -36,6 +38,10 @@ void Replica<S, Bus, Clock>::commit_journal() {
     if (log_.dirty(op)) break;
     commit_read_start(op, commit_read_callback);
   }
+  // Execution stops at the next checkpoint's op until that checkpoint is written, and never
+  // passes the head (the chain from the head vouches for every op it executes).
+  TALLY_ASSERT(commit_min_ <= log_.op_checkpoint() + checkpoint_interval());
+  TALLY_ASSERT(commit_min_ <= log_.op());
   if (primary_normal()) request_queue_drain();
 }
 
@@ -43,6 +49,8 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::commit_read_start(u64 op,
                                                void (*callback)(typename journal::Wal<S>::Read*)) {
   TALLY_ASSERT(commit_read_message_ == nullptr);
+  // An op of the log above the checkpoint (the next to execute, or a new primary's pipeline).
+  TALLY_ASSERT(op > log_.op_checkpoint() && op <= log_.op());
   const Header* header = log_.wal().header_with_op(op);
   TALLY_ASSERT(header != nullptr);
   commit_read_message_ = pool().get();
@@ -53,6 +61,7 @@ void Replica<S, Bus, Clock>::commit_read_start(u64 op,
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 base::Message* Replica<S, Bus, Clock>::commit_read_take(typename journal::Wal<S>::Read* read) {
+  TALLY_ASSERT(read == &commit_read_);
   base::Message* message = commit_read_message_;
   TALLY_ASSERT(message != nullptr);
   commit_read_message_ = nullptr;
@@ -60,6 +69,9 @@ base::Message* Replica<S, Bus, Clock>::commit_read_take(typename journal::Wal<S>
     pool().unref(message);
     return nullptr;
   }
+  // Verified by the WAL: the very prepare asked for.
+  TALLY_ASSERT(message->header().prepare.op == read->op &&
+               message->header().checksum == read->checksum);
   return message;
 }
 
@@ -68,6 +80,7 @@ base::Message* Replica<S, Bus, Clock>::commit_read_take(typename journal::Wal<S>
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::commit_read_callback(typename journal::Wal<S>::Read* read) {
   auto* self = static_cast<Replica*>(read->context);
+  TALLY_ASSERT(self->opened());  // Replay reads have their own callback.
   base::Message* message = self->commit_read_take(read);
   if (message != nullptr) {
     self->log_.cache_put(message);
@@ -83,15 +96,24 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::execute(base::Message* prepare) {
   const Header& header = prepare->header();
   const Header::Prepare& fields = header.prepare;
+  TALLY_ASSERT(header.command == Command::prepare);
   TALLY_ASSERT(fields.op == commit_min_ + 1, "op %llu after commit %llu",
                static_cast<unsigned long long>(fields.op),
                static_cast<unsigned long long>(commit_min_));
   TALLY_ASSERT(fields.timestamp > state_machine_.commit_timestamp());
+  // The log's entry, chained to the executed op (chain_executable()); a walk of the write
+  // queue, so only where slow checks run.
+  TALLY_ASSERT_SLOW(log_.header(fields.op) != nullptr &&
+                    log_.header(fields.op)->checksum == header.checksum);
+  TALLY_ASSERT_SLOW(!log_.checksum_of(commit_min_).has_value() ||
+                    *log_.checksum_of(commit_min_) == fields.parent);
   commit_min_ = fields.op;
   TALLY_ASSERT(commit_min_ <= commit_max_ || status_ == ReplicaStatus::opening);
   stats_.ops_committed += 1;
   if (commit_min_ > commit_max_) commit_max_ = commit_min_;
   pipeline_.pop_executed(fields.op);
+  // Executed entries leave the pipeline: what remains is above the op.
+  TALLY_ASSERT(pipeline_.empty() || pipeline_.entry(0).op > commit_min_);
 
   std::optional<u32> session_index;
   u32 reply_size = 0;
@@ -163,6 +185,7 @@ void Replica<S, Bus, Clock>::reply_build(const Header& prepare, u32 session_inde
   set_checksum(reply);
   std::memcpy(buffer.data(), &reply, header_size);
   sessions_.reply_record(session_index, fields.request, fields.request_checksum, fields.op);
+  TALLY_ASSERT(sessions_.reply_available(session_index));
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -171,6 +194,9 @@ void Replica<S, Bus, Clock>::reply_send(u32 session_index) {
   if (!sessions_.reply_available(session_index)) return;  // Lost to storage damage.
   const std::span<const std::byte> bytes = sessions_.reply_bytes(session_index);
   TALLY_ASSERT(bytes.size() >= header_size && bytes.size() <= message_size_max);
+  // Built for this session's client (reply_build()), as the bus addresses it.
+  TALLY_ASSERT(sessions_.entry(session_index).reply.reply.client ==
+               sessions_.entry(session_index).client);
   base::Message* message = pool().get();
   if (message == nullptr) return;  // The client retransmits and gets the duplicate.
   std::memcpy(message->buffer, bytes.data(), bytes.size());
@@ -185,6 +211,7 @@ void Replica<S, Bus, Clock>::reply_send(u32 session_index) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::eviction_send(u128 client, EvictionReason reason) {
   TALLY_ASSERT(client != 0 && reason != EvictionReason::reserved);
+  TALLY_ASSERT(opened());  // Nothing is sent before (replica_open.hpp).
   base::Message* message = pool().get();
   if (message == nullptr) return;
   Header& header = message->header();
@@ -203,7 +230,8 @@ void Replica<S, Bus, Clock>::on_ping_client(base::Message* message) {
   TALLY_ASSERT(ping.command == Command::ping_client);
   const u128 client = ping.ping_client.client;
   TALLY_ASSERT(client != 0);  // validate_ping_client().
-  if (ping.ping_client.session != 0 && ping.ping_client.session <= commit_min_ &&
+  // (Not while syncing: the sessions are not commit_min's until the sync is done.)
+  if (ping.ping_client.session != 0 && ping.ping_client.session <= commit_min_ && !syncing() &&
       !sessions_.find(client).has_value()) {
     eviction_send(client, EvictionReason::no_session);
     return;
@@ -232,6 +260,8 @@ void Replica<S, Bus, Clock>::on_ping_client(base::Message* message) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::checkpoint_start() {
   TALLY_ASSERT(!checkpointing_ && commit_min_ == log_.op_checkpoint() + checkpoint_interval());
+  // One checkpoint at a time: the previous one's superblock write is done.
+  TALLY_ASSERT(!superblock_checkpoint_wanted_ && !superblock_writing_checkpoint_);
   const std::optional<u128> checksum = checksum_of(commit_min_);
   TALLY_ASSERT(checksum.has_value(), "the checkpoint's op is in the log");
   checkpointing_ = true;
@@ -244,6 +274,8 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::checkpoint_written_callback(void* context) {
   auto* self = static_cast<Replica*>(context);
   TALLY_ASSERT(self->checkpointing_ && !self->superblock_checkpoint_wanted_);
+  // Execution paused while the checkpoint was written: its op is still the executed one.
+  TALLY_ASSERT(self->commit_min_ == self->log_.op_checkpoint() + self->checkpoint_interval());
   journal::CheckpointReference& reference = self->checkpoint_reference_next_;
   reference = journal::CheckpointReference{};
   reference.op = self->commit_min_;
@@ -264,6 +296,7 @@ void Replica<S, Bus, Clock>::checkpoint_written_callback(void* context) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::superblock_write_view() {
   TALLY_ASSERT(log_view_ <= view_);
+  TALLY_ASSERT(view_ >= view_durable() && log_view_ >= log_view_durable());
   superblock_view_wanted_ = true;
   superblock_write_next();
 }
@@ -271,23 +304,39 @@ void Replica<S, Bus, Clock>::superblock_write_view() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::superblock_write_next() {
   if (superblock_.busy()) return;  // superblock_written_callback() comes back here.
-  if (!superblock_view_wanted_ && !superblock_checkpoint_wanted_) return;
+  if (!superblock_view_wanted_ && !superblock_checkpoint_wanted_ && !superblock_sync_wanted_) {
+    return;
+  }
+  TALLY_ASSERT(!(superblock_checkpoint_wanted_ && superblock_sync_wanted_));
   const journal::Superblock& working = superblock_.working();
+  journal::CheckpointReference checkpoint = working.checkpoint;
+  if (superblock_checkpoint_wanted_) checkpoint = checkpoint_reference_next_;
+  if (superblock_sync_wanted_) checkpoint = sync_target_;
+  // State sync's target stays marked until its state is the state machine's.
+  const bool checkpoint_syncing =
+      superblock_sync_wanted_ ||
+      (working.checkpoint_syncing == 1 && sync_stage_ != SyncStage::none);
   journal::SuperblockUpdate update{
       .vsr_state = {.view = view_,
                     .log_view = log_view_,
                     .commit_max = commit_max_ > working.vsr_state.commit_max
                                       ? commit_max_
                                       : working.vsr_state.commit_max},
-      .checkpoint = superblock_checkpoint_wanted_ ? checkpoint_reference_next_
-                                                  : working.checkpoint,
+      .checkpoint = checkpoint,
       .view_headers = view_headers_,
+      .checkpoint_syncing = checkpoint_syncing,
   };
   TALLY_ASSERT(update.vsr_state.view >= working.vsr_state.view);
   TALLY_ASSERT(update.vsr_state.log_view >= working.vsr_state.log_view);
+  // This replica's own checkpoint: of its executed op, above the durable one.
+  TALLY_ASSERT(!superblock_checkpoint_wanted_ ||
+               (checkpointing_ && checkpoint_reference_next_.op == commit_min_ &&
+                checkpoint_reference_next_.op > working.checkpoint.op));
   superblock_writing_checkpoint_ = superblock_checkpoint_wanted_;
+  superblock_writing_sync_ = superblock_sync_wanted_;
   superblock_view_wanted_ = false;
   superblock_checkpoint_wanted_ = false;
+  superblock_sync_wanted_ = false;
   superblock_.update(update, superblock_written_callback);
 }
 
@@ -297,12 +346,18 @@ void Replica<S, Bus, Clock>::superblock_written_callback(journal::SuperblockStor
   if (self->superblock_writing_checkpoint_) {
     self->superblock_writing_checkpoint_ = false;
     TALLY_ASSERT(self->checkpointing_);
+    // Durable now: the superblock names the checkpoint of the executed op.
+    TALLY_ASSERT(self->superblock_.working().checkpoint.op == self->commit_min_);
     self->checkpoint_store_.commit();
     self->checkpointer_.done(self->state_machine_);
     self->log_.anchor_set(self->commit_min_, self->checkpoint_checksum_next_,
                           self->state_machine_.commit_timestamp());
     self->checkpointing_ = false;
     self->stats_.checkpoints += 1;
+  }
+  if (self->superblock_writing_sync_) {
+    self->superblock_writing_sync_ = false;
+    self->sync_installed();
   }
   self->superblock_view_durable();
   self->superblock_write_next();
@@ -327,12 +382,16 @@ void Replica<S, Bus, Clock>::frame_fill(Header& header, Command command) {
   header.release = release_server;
   header.command = command;
   header.replica = options_.replica;
+  TALLY_ASSERT(header.view <= view_);
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::message_seal(base::Message* message) {
   Header& header = message->header();
+  TALLY_ASSERT(message->references > 0);
   TALLY_ASSERT(header.size >= header_size && header.size <= message_size_max);
+  // Framed by frame_fill(): prepares and replies are built and sealed where they are made.
+  TALLY_ASSERT(header.command != Command::prepare && header.command != Command::reply);
   set_checksum_body(header, message->body());
   set_checksum(header);
   message->pad_zero();

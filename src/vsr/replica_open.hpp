@@ -14,7 +14,8 @@
 //   - log_view < view: the view change it was in, its do_view_change the durable one;
 //   - log_view == view, the view's primary: a view change to the next view (a restarted
 //     primary does not keep its role by itself: it cannot know which of its prepares in flight
-//     the backups hold), except in a cluster that never prepared anything;
+//     the backups hold), except the primary of view 0 with an empty log: it has sent no
+//     prepare (the cluster's first op goes out only once durable, replica_primary.hpp);
 //   - log_view == view, a backup: normal in that view.
 //
 // Invariants: nothing is sent before the replica is opened; a replica never executes an op the
@@ -29,6 +30,7 @@ namespace tally::vsr {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::superblock_open_callback(journal::SuperblockStore<S>* store) {
   auto* self = static_cast<Replica*>(store->context);
+  TALLY_ASSERT(store == &self->superblock_);
   TALLY_ASSERT(self->status_ == ReplicaStatus::opening);
   self->superblock_opened();
 }
@@ -36,6 +38,8 @@ void Replica<S, Bus, Clock>::superblock_open_callback(journal::SuperblockStore<S
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::superblock_opened() {
   TALLY_ASSERT(status_ == ReplicaStatus::opening);
+  // Nothing executed or appended before the superblock says where the replica stands.
+  TALLY_ASSERT(commit_min_ == 0 && log_.op() == 0 && log_.op_checkpoint() == 0);
   if (superblock_.result() != journal::SuperblockResult::ok) {
     base::fatal(base::FatalReason::data_file_invalid, "the data file's superblock: %s",
                 journal::superblock_result_message(superblock_.result()));
@@ -67,6 +71,19 @@ void Replica<S, Bus, Clock>::superblock_opened() {
     wal_recover();
     return;
   }
+  if (working.checkpoint_syncing == 1) {
+    // A state sync was under way: its target's blocks may not all be here. The replica opens
+    // at the target's op without its state, and fetches the rest once open (replica_sync.hpp).
+    if (solo()) {
+      base::fatal(base::FatalReason::data_file_invalid,
+                  "the data file is marked as syncing a checkpoint from peers, but this is a "
+                  "single-replica cluster");
+    }
+    sync_anchor(working.checkpoint);
+    sync_stage_ = SyncStage::install;  // Installed: the fetch starts once opened.
+    wal_recover();
+    return;
+  }
   const CheckpointVsrState state = checkpoint_vsr_state_read(working.checkpoint);
   log_.anchor_set(working.checkpoint.op, state.prepare_checksum,
                   working.checkpoint.commit_timestamp);
@@ -80,6 +97,8 @@ void Replica<S, Bus, Clock>::superblock_opened() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::checkpoint_opened_callback(void* context) {
   auto* self = static_cast<Replica*>(context);
+  TALLY_ASSERT(self->status_ == ReplicaStatus::opening && self->commit_min_ == 0);
+  TALLY_ASSERT(!self->checkpoint_store_.busy());  // Read whole.
   const journal::CheckpointReference& checkpoint = self->superblock_.working().checkpoint;
   TALLY_ASSERT(self->state_machine_.commit_timestamp() == checkpoint.commit_timestamp);
   TALLY_ASSERT(self->log_.op_checkpoint() == checkpoint.op);
@@ -93,6 +112,8 @@ void Replica<S, Bus, Clock>::checkpoint_opened_callback(void* context) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::wal_recover() {
   TALLY_ASSERT(status_ == ReplicaStatus::opening);
+  // The checkpoint's state is in (or there is none): the executed op is its op.
+  TALLY_ASSERT(commit_min_ == log_.op_checkpoint());
   journal::RecoverOptions options{};
   if (log_.op_checkpoint() > 0) options.op_checkpoint = log_.op_checkpoint();
   log_.wal().recover(&wal_completion_, wal_recovered_callback, options);
@@ -101,7 +122,10 @@ void Replica<S, Bus, Clock>::wal_recover() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::wal_recovered_callback(
     typename journal::Wal<S>::Completion* completion) {
-  static_cast<Replica*>(completion->context)->wal_recovered();
+  auto* self = static_cast<Replica*>(completion->context);
+  TALLY_ASSERT(completion == &self->wal_completion_);
+  TALLY_ASSERT(self->status_ == ReplicaStatus::opening);
+  self->wal_recovered();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -145,6 +169,10 @@ void Replica<S, Bus, Clock>::wal_recovered() {
   // number of a newer log's op (learned as that view's candidate primary): the same op number
   // here may be an op that never committed. Nothing executes until a view's log is installed.
   if (!solo() && log_view_ < view_) replay_target_ = commit_min_;
+  if (syncing()) replay_target_ = commit_min_;  // No state to execute on yet.
+  // Replay goes from the executed op up to at most the next checkpoint's op.
+  TALLY_ASSERT(commit_min_ <= replay_target_ && replay_target_ <= checkpoint_next);
+  TALLY_ASSERT(log_.op_checkpoint() <= commit_max_ && commit_min_ <= log_.op());
   replay_next();
 }
 
@@ -156,6 +184,8 @@ void Replica<S, Bus, Clock>::wal_recovered() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 bool Replica<S, Bus, Clock>::head_uncertain() const {
   TALLY_ASSERT(!solo());
+  // What recovery read of each slot is known only while opening.
+  TALLY_ASSERT(status_ == ReplicaStatus::opening && log_.wal().recovered());
   const journal::Wal<S>& wal = log_.wal();
   if (wal.faulty_count() == 0) return false;
   // In a view change (log_view < view) the durable do_view_change headers cover every op this
@@ -188,6 +218,7 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::replay_next() {
   TALLY_ASSERT(status_ == ReplicaStatus::opening);
   TALLY_ASSERT(commit_min_ <= replay_target_ || !solo());
+  TALLY_ASSERT(replay_target_ <= log_.op_checkpoint() + checkpoint_interval());
   const u64 op = commit_min_ + 1;
   if (commit_min_ < replay_target_ && chain_executable(op) && !log_.dirty(op)) {
     commit_read_start(op, replay_read_callback);
@@ -206,6 +237,7 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::replay_read_callback(typename journal::Wal<S>::Read* read) {
   auto* self = static_cast<Replica*>(read->context);
   TALLY_ASSERT(self->status_ == ReplicaStatus::opening);
+  TALLY_ASSERT(read == &self->commit_read_ && read->op == self->commit_min_ + 1);
   base::Message* message = self->commit_read_take(read);
   if (message == nullptr) {
     // Damaged since recovery read it: a single replica stops (replay_next()), a cluster replica
@@ -265,11 +297,20 @@ void Replica<S, Bus, Clock>::open_done() {
       normal_heartbeat_timeout_.start();
     }
   }
+  // Running now, with the timeouts its status needs to move on: a normal replica's heartbeat
+  // for its role, a view change's status timeout, a recovering head's get_view.
+  TALLY_ASSERT(opened());
+  TALLY_ASSERT(status_ != ReplicaStatus::normal ||
+               (primary() ? commit_heartbeat_timeout_.ticking()
+                          : normal_heartbeat_timeout_.ticking()));
+  TALLY_ASSERT(status_ != ReplicaStatus::view_change || view_change_status_timeout_.ticking());
+  TALLY_ASSERT(status_ != ReplicaStatus::recovering_head || get_view_timeout_.ticking());
   if (open_callback_ != nullptr) open_callback_(this);
   if (status_ == ReplicaStatus::view_change && log_view_ < view_ &&
       view_durable() == view_) {
     join_view_send();
   }
+  if (sync_stage_ == SyncStage::install) sync_fetch_start();
   commit_journal();
 }
 

@@ -17,6 +17,7 @@ namespace tally::vsr {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_request(base::Message* message) {
   TALLY_ASSERT(message->header().command == Command::request);
+  TALLY_ASSERT(opened());  // on_message() drops everything before.
   stats_.requests_received += 1;
   if (!primary_normal()) {
     // Clients find the primary from the view in replies; backups, and a replica in a view
@@ -24,6 +25,7 @@ void Replica<S, Bus, Clock>::on_request(base::Message* message) {
     stats_.requests_dropped += 1;
     return;
   }
+  TALLY_ASSERT(!syncing(), "a syncing replica never starts a view as primary");
   if (commit_min_ < op_at_open_) {
     // The log holds ops from before the view started, some acknowledged to clients already,
     // that are not executed yet: the sessions do not know them, so no request can be judged.
@@ -36,6 +38,8 @@ void Replica<S, Bus, Clock>::on_request(base::Message* message) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::request_handle(base::Message* message, bool from_queue) {
   TALLY_ASSERT(primary_normal());
+  // request_queue_drain() takes a request from the queue only when there is room for it.
+  TALLY_ASSERT(!from_queue || (!pipeline_.full() && log_.op() + 1 <= op_prepare_max()));
   const Header& header = message->header();
   const RequestDecision decision =
       request_decide(header, message->body(), sessions_,
@@ -49,6 +53,7 @@ void Replica<S, Bus, Clock>::request_handle(base::Message* message, bool from_qu
       eviction_send(header.request.client, decision.reason);
       return;
     case RequestAction::duplicate:
+      TALLY_ASSERT(decision.session_index < sessions_.capacity());
       stats_.requests_duplicate += 1;
       reply_send(decision.session_index);
       return;
@@ -88,6 +93,8 @@ void Replica<S, Bus, Clock>::request_queue_drain() {
   TALLY_ASSERT(primary_normal());
   while (!request_queue_.empty() && !pipeline_.full() && log_.op() + 1 <= op_prepare_max()) {
     base::Message* message = request_queue_.pop();
+    // At most one queued request per client (request_handle() checks before it queues).
+    TALLY_ASSERT_SLOW(!request_queue_.has_client(message->header().request.client));
     request_handle(message, /*from_queue=*/true);
     pool().unref(message);
   }
@@ -115,6 +122,8 @@ u64 Replica<S, Bus, Clock>::timestamp_next(Operation operation, u32 events) {
 // counted once per request, from its validated body.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 u32 Replica<S, Bus, Clock>::events_of(Operation operation, std::span<const std::byte> body) {
+  TALLY_ASSERT(operation != Operation::reserved && operation != Operation::root);
+  TALLY_ASSERT(body.size() <= message_body_size_max);
   if (operation == Operation::pulse) {
     return state_machine::StateMachine::timestamp_event_count(Operation::state_machine_pulse,
                                                               {});
@@ -129,6 +138,12 @@ void Replica<S, Bus, Clock>::prepare_start(u128 client, u128 request_checksum, u
                                            std::span<const std::byte> body) {
   TALLY_ASSERT(primary_normal() && !pipeline_.full() && log_.op() + 1 <= op_prepare_max());
   TALLY_ASSERT(body.size() <= batch_size_limit());
+  // The fields a backup's validation requires of each operation (validate_prepare_operation()):
+  // a pulse is the primary's own, anything else a client's numbered request (a register: 0).
+  TALLY_ASSERT(operation == Operation::pulse ? client == 0 && request == 0 && body.empty()
+                                             : client != 0);
+  TALLY_ASSERT((operation == Operation::register_session) == (request == 0) ||
+               operation == Operation::pulse);
   base::Message* message = pool().get();
   if (message == nullptr) {
     stats_.requests_dropped += 1;
@@ -155,9 +170,13 @@ void Replica<S, Bus, Clock>::prepare_start(u128 client, u128 request_checksum, u
   set_checksum(header);
   message->pad_zero();
 
+  // What every receiver checks first (validate_replica_message()): commit < op, a timestamp.
+  TALLY_ASSERT(header.prepare.commit < header.prepare.op && header.prepare.timestamp != 0);
   log_.append(message);
   pipeline_.push(message, 0, reservation_of(operation, events));
   pool().unref(message);  // The log and the pipeline hold their own references.
+  // The pipeline ends at the log's head.
+  TALLY_ASSERT(pipeline_.entry(pipeline_.count() - 1).op == log_.op());
   prepare_send_to_backups(pipeline_.entry(pipeline_.count() - 1));
 }
 
@@ -165,6 +184,12 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::prepare_send_to_backups(const Pipeline::Entry& entry) {
   TALLY_ASSERT(primary());
   TALLY_ASSERT(entry.prepare != nullptr && entry.prepare->header().prepare.op == entry.op);
+  // Acknowledgements come from replicas of the cluster only.
+  TALLY_ASSERT(entry.ok_mask < (1u << options_.replica_count), "ok_mask 0x%x", entry.ok_mask);
+  // The first op of the cluster's life goes out only once durable here (log_written() sends
+  // it then): a primary of view 0 that restarts with an empty log knows it sent nothing, and
+  // keeps its role without a view change (replica_open.hpp), never preparing a second op 1.
+  if (view_ == 0 && entry.op == 1 && log_.dirty(1)) return;
   for (u8 replica = 0; replica < options_.replica_count; replica += 1) {
     if (replica == options_.replica) continue;
     if ((entry.ok_mask & (1u << replica)) != 0) continue;
@@ -176,6 +201,8 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_prepare_ok(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(header.replica < options_.replica_count && header.replica != options_.replica);
+  // Validated too: the op and checksum of an actual prepare.
+  TALLY_ASSERT(header.prepare_ok.op > 0 && header.prepare_ok.prepare_checksum != 0);
   if (!primary_normal() || header.view != view_) return;
   if (!pipeline_.acknowledge(header.prepare_ok.op, header.prepare_ok.prepare_checksum,
                              header.replica)) {
@@ -192,12 +219,15 @@ void Replica<S, Bus, Clock>::pipeline_commit() {
   const u64 commit = pipeline_.commit_prefix(commit_max_, options_.replica, quorum());
   TALLY_ASSERT(commit >= commit_max_ && commit <= log_.op());
   commit_max_ = commit;
+  TALLY_ASSERT(commit_min_ <= commit_max_);
   commit_journal();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::primary_tick() {
   TALLY_ASSERT(primary_normal());
+  // A normal primary's log reaches every op it knows committed, and it executes in order.
+  TALLY_ASSERT(commit_min_ <= commit_max_ && commit_max_ <= log_.op());
   if (commit_heartbeat_timeout_.fired()) {
     commit_heartbeat_timeout_.reset();
     if (!solo()) commit_heartbeat_send();
@@ -217,7 +247,7 @@ void Replica<S, Bus, Clock>::primary_tick() {
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::pulse_maybe() {
-  TALLY_ASSERT(primary());
+  TALLY_ASSERT(primary_normal());
   if (pipeline_.full() || log_.op() + 1 > op_prepare_max()) return;
   if (pipeline_.has_pulse()) return;
   const i64 now = time_.realtime_ns();
@@ -236,6 +266,8 @@ void Replica<S, Bus, Clock>::commit_heartbeat_send() {
   const std::optional<u128> checksum = checksum_of(commit_max_);
   header.commit.commit_checksum = checksum.value_or(0);
   header.commit.checkpoint_op = log_.op_checkpoint();
+  // What backups validate (checkpoint_op <= commit): the checkpoint is of an executed op.
+  TALLY_ASSERT(header.commit.checkpoint_op <= commit_min_ && commit_min_ <= commit_max_);
   message_seal(message);
   for (u8 replica = 0; replica < options_.replica_count; replica += 1) {
     if (replica != options_.replica) bus_.send_to_replica(replica, message);

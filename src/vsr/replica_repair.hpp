@@ -89,6 +89,8 @@ void Replica<S, Bus, Clock>::repair_tick() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::repair_send(u64 op, u128 checksum) {
   TALLY_ASSERT(op > 0);
+  // Repair asks only for ops of the log between what was executed and the head.
+  TALLY_ASSERT(op > commit_min_ && op <= log_.op());
   base::Message* message = pool().get();
   if (message == nullptr) return;
   Header& header = message->header();
@@ -105,6 +107,7 @@ void Replica<S, Bus, Clock>::repair_send(u64 op, u128 checksum) {
     // The primary, and one other replica in turn: the primary's own copy may be damaged (it
     // repairs only what it has not executed), and an answer is taken only by its checksum.
     const u8 primary_replica = primary_index(view_);
+    TALLY_ASSERT_SLOW(valid_to(message, primary_replica));
     bus_.send_to_replica(primary_replica, message);
     if (options_.replica_count > 2) {
       repair_peer_next_ = static_cast<u8>((repair_peer_next_ + 1) % options_.replica_count);
@@ -126,6 +129,9 @@ void Replica<S, Bus, Clock>::repair_send(u64 op, u128 checksum) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::repair_accept(base::Message* message) {
   const Header& header = message->header();
+  // Who takes repairs (on_prepare()): a normal replica, or a new primary once it chose its log.
+  TALLY_ASSERT(status_ == ReplicaStatus::normal ||
+               (status_ == ReplicaStatus::view_change && primary() && log_chosen_));
   const u64 op = header.prepare.op;
   if (op <= commit_min_) {
     // A damaged copy of an executed op, restored when the chain vouches for this one (a new
@@ -141,6 +147,7 @@ void Replica<S, Bus, Clock>::repair_accept(base::Message* message) {
     return;
   }
   if (op > log_.op()) return;
+  const u64 head = log_.op();
   const std::optional<u128> expected = log_.checksum_expected(op);
   const Header* entry = log_.header(op);
   const bool named = entry != nullptr && entry->checksum == header.checksum;
@@ -153,6 +160,7 @@ void Replica<S, Bus, Clock>::repair_accept(base::Message* message) {
       log_.cache_put(message);
       return;
     }
+    TALLY_ASSERT(log_.op() == head);  // Repair never moves the head.
     stats_.prepares_repaired += 1;
     repair_fill_from_cache();
     return;
@@ -164,16 +172,20 @@ void Replica<S, Bus, Clock>::repair_accept(base::Message* message) {
 // Extends the chain from the head down with prepares the cache holds already.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::repair_fill_from_cache() {
+  const u64 head = log_.op();
   for (u32 round = 0; round < prepare_cache_max; round += 1) {
     const u64 chained = log_.chain_min();
-    if (chained <= commit_min_ + 1) return;
+    if (chained <= commit_min_ + 1) break;
     const Header* lowest = log_.header(chained);
-    if (lowest == nullptr) return;
+    if (lowest == nullptr) break;
     base::Message* cached = log_.cache_get(chained - 1);
-    if (cached == nullptr || cached->header().checksum != lowest->prepare.parent) return;
-    if (!log_.put(cached)) return;
+    if (cached == nullptr || cached->header().checksum != lowest->prepare.parent) break;
+    if (!log_.put(cached)) break;
+    // The chain reaches one op further down.
+    TALLY_ASSERT_SLOW(log_.chain_min() < chained);
     stats_.prepares_repaired += 1;
   }
+  TALLY_ASSERT(log_.op() == head);  // Repair never moves the head.
 }
 
 // Removes every entry above `op` (never an executed one). False if a WAL write to one of them is
@@ -183,6 +195,7 @@ void Replica<S, Bus, Clock>::repair_fill_from_cache() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 bool Replica<S, Bus, Clock>::log_truncate_after(u64 op) {
   TALLY_ASSERT(op >= commit_min_);
+  TALLY_ASSERT(op <= log_.op());
   u64 head = op;
   while (head > log_.op_checkpoint() && log_.header(head) == nullptr) {
     if (head == commit_min_) return false;  // Its own entry is damaged: nothing to anchor on.
@@ -190,6 +203,7 @@ bool Replica<S, Bus, Clock>::log_truncate_after(u64 op) {
   }
   if (!log_.truncate_after(head)) return false;
   TALLY_ASSERT(log_.op() == head && head <= op);
+  TALLY_ASSERT(head >= commit_min_);  // Never an executed op.
   return true;
 }
 
@@ -224,10 +238,14 @@ void Replica<S, Bus, Clock>::on_get_prepare(base::Message* message) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::repair_read_callback(typename journal::Wal<S>::Read* read) {
   auto* self = static_cast<Replica*>(read->context);
+  TALLY_ASSERT(read == &self->repair_read_);
   base::Message* message = self->repair_read_message_;
   TALLY_ASSERT(message != nullptr);
   self->repair_read_message_ = nullptr;
   if (read->status == journal::PrepareStatus::ok) {
+    // Verified by the WAL: the very prepare asked for.
+    TALLY_ASSERT(message->header().prepare.op == read->op &&
+                 message->header().checksum == read->checksum);
     self->bus_.send_to_replica(self->repair_read_to_, message);
   }
   self->pool().unref(message);
@@ -247,7 +265,10 @@ void Replica<S, Bus, Clock>::get_headers_send() {
   frame_fill(header, Command::get_headers);
   header.get_headers.op_min = log_.op() + 1;
   header.get_headers.op_max = op_max;
+  // At most a pipeline's worth, as the primary's validation requires.
+  TALLY_ASSERT(op_max - header.get_headers.op_min < journal::wal_write_count_max);
   message_seal(message);
+  TALLY_ASSERT_SLOW(valid_to(message, primary_index(view_)));
   stats_.repairs_requested += 1;
   bus_.send_to_replica(primary_index(view_), message);
   pool().unref(message);
@@ -257,6 +278,11 @@ void Replica<S, Bus, Clock>::get_headers_send() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_get_headers(base::Message* message) {
   const Header& request = message->header();
+  // validate_replica_message(): a range of at most a pipeline's worth, so that its headers fit
+  // one message.
+  TALLY_ASSERT(request.get_headers.op_min <= request.get_headers.op_max &&
+               request.get_headers.op_max - request.get_headers.op_min <
+                   journal::wal_write_count_max);
   if (!primary_normal() || request.view != view_) return;
   u64 newest = request.get_headers.op_max;
   if (newest > log_.op()) newest = log_.op();
@@ -276,6 +302,7 @@ void Replica<S, Bus, Clock>::on_get_headers(base::Message* message) {
     pool().unref(reply);
     return;
   }
+  TALLY_ASSERT(count <= journal::wal_write_count_max);
   Header& header = reply->header();
   frame_fill(header, Command::headers);
   header.size = header_size + count * header_size;
@@ -298,6 +325,8 @@ void Replica<S, Bus, Clock>::on_headers(base::Message* message) {
   const std::span<const std::byte> body = message->body();
   const std::span<const Header> headers{reinterpret_cast<const Header*>(body.data()),
                                         body.size() / header_size};
+  // validate_view_headers(): a view's headers, newest first, no blanks.
+  TALLY_ASSERT(!headers.empty() && headers.size() <= journal::view_headers_max);
   for (u64 index = headers.size(); index > 0; index -= 1) {
     const Header& entry_new = headers[index - 1];
     const u64 op = entry_new.prepare.op;

@@ -27,6 +27,7 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::view_change_tick() {
   TALLY_ASSERT(status_ == ReplicaStatus::view_change ||
                status_ == ReplicaStatus::recovering_head);
+  TALLY_ASSERT(!solo());  // A single replica is always normal.
   if (status_ == ReplicaStatus::recovering_head) {
     if (get_view_timeout_.fired()) {
       get_view_timeout_.reset();
@@ -74,7 +75,9 @@ void Replica<S, Bus, Clock>::vote_to_leave_view() {
       frame_fill(message->header(), Command::exit_view);
       message_seal(message);
       for (u8 replica = 0; replica < options_.replica_count; replica += 1) {
-        if (replica != options_.replica) bus_.send_to_replica(replica, message);
+        if (replica == options_.replica) continue;
+        TALLY_ASSERT_SLOW(valid_to(message, replica));
+        bus_.send_to_replica(replica, message);
       }
       pool().unref(message);
     }
@@ -89,6 +92,8 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_exit_view(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(header.replica != options_.replica);
+  // validate_replica_message(): a replica of the cluster, so its vote is a bit of the mask.
+  TALLY_ASSERT(header.replica < options_.replica_count);
   if (!view_jump(header)) return;
   TALLY_ASSERT(header.view == view_);
   votes_to_leave_ |= 1u << header.replica;
@@ -109,6 +114,9 @@ bool Replica<S, Bus, Clock>::view_jump(const Header& header) {
   // A replica recovering its head joins too: its do_view_change says its head is uncertain, so
   // that nothing above it counts as nacked (log_choose()).
   transition_to_view_change(header.view);
+  TALLY_ASSERT(view_ == header.view);
+  TALLY_ASSERT(status_ == ReplicaStatus::view_change ||
+               status_ == ReplicaStatus::recovering_head);
   return true;
 }
 
@@ -153,6 +161,8 @@ void Replica<S, Bus, Clock>::transition_to_view_change(u32 view) {
   } else {
     view_change_status_timeout_.start();
   }
+  // In the view change to `view`, with the log of an older one.
+  TALLY_ASSERT(view_ == view && log_view_ < view_);
   superblock_write_view();
 }
 
@@ -181,6 +191,7 @@ journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(u64 commit) c
     if (op <= commit || op == 0 || headers.count == journal::view_headers_max) break;
   }
   TALLY_ASSERT(headers.count >= 1 && !Log<S>::header_blank(headers.headers[0]));
+  TALLY_ASSERT(headers.headers[0].prepare.op == log_.op());  // Headed by the head.
   return headers;
 }
 
@@ -188,6 +199,10 @@ journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(u64 commit) c
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::join_view_send() {
   if (status_ != ReplicaStatus::view_change || log_view_ >= view_) return;
+  // A syncing replica stays out of view changes: it could not start a view as primary, and
+  // the log it would describe is not one it has executed up to. (Without it, a view-change
+  // quorum of the others still includes a holder of every committed op.)
+  if (syncing()) return;
   if (view_durable() != view_ || log_view_durable() != log_view_) return;
   if (view_headers_.count == 0) return;  // No log to describe (its head's header was lost).
   TALLY_ASSERT(view_headers_ == journal::superblock_view_headers(superblock_.working()));
@@ -216,6 +231,17 @@ void Replica<S, Bus, Clock>::join_view_send() {
   header.join_view.nack_bitset = nacks;
   header.join_view.present_bitset = present;
   header.join_view.head_uncertain = head_uncertain_ ? 1 : 0;
+  // What the new primary's validation requires of the fields this replica's state gives.
+  TALLY_ASSERT(header.join_view.checkpoint_op <= header.join_view.commit_min &&
+                   header.join_view.commit_min <= header.join_view.op,
+               "replica %u view %u log_view %u: checkpoint %llu, commit_min %llu, op %llu, "
+               "head %llu, headers %u",
+               options_.replica, view_, log_view_,
+               static_cast<unsigned long long>(header.join_view.checkpoint_op),
+               static_cast<unsigned long long>(header.join_view.commit_min),
+               static_cast<unsigned long long>(header.join_view.op),
+               static_cast<unsigned long long>(log_.op()), view_headers_.count);
+  TALLY_ASSERT(view_headers_.count <= journal::view_headers_max);
   header.size = header_size + view_headers_.count * header_size;
   std::memcpy(message->buffer + header_size, view_headers_.headers.data(),
               view_headers_.count * header_size);
@@ -231,9 +257,12 @@ void Replica<S, Bus, Clock>::join_view_send() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_join_view(base::Message* message) {
   const Header& header = message->header();
+  // validate_replica_message(): the sender's log is of an older view (log_choose() ranks them).
+  TALLY_ASSERT(header.join_view.log_view < header.view);
   if (!view_jump(header)) return;
   TALLY_ASSERT(header.view == view_);
   if (status_ != ReplicaStatus::view_change || !primary() || log_chosen_) return;
+  if (syncing()) return;  // Not a primary's state: the view change moves on without it.
   join_view_store(message);
 }
 
@@ -244,6 +273,8 @@ void Replica<S, Bus, Clock>::join_view_store(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(header.command == Command::join_view && header.view == view_);
   TALLY_ASSERT(status_ == ReplicaStatus::view_change && primary() && !log_chosen_);
+  // validate_replica_message() (or this replica's own): an index into join_views_.
+  TALLY_ASSERT(header.replica < options_.replica_count);
   base::Message*& slot = join_views_[header.replica];
   if (slot != nullptr) pool().unref(slot);
   slot = pool().ref(message);
@@ -253,7 +284,9 @@ void Replica<S, Bus, Clock>::join_view_store(base::Message* message) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::join_views_release() {
   for (base::Message*& slot : join_views_) {
-    if (slot != nullptr) pool().unref(slot);
+    if (slot == nullptr) continue;
+    TALLY_ASSERT(slot->header().command == Command::join_view);
+    pool().unref(slot);
     slot = nullptr;
   }
 }
@@ -268,6 +301,8 @@ void Replica<S, Bus, Clock>::log_choose_and_install() {
     const base::Message* join_view = join_views_[replica];
     if (join_view == nullptr) continue;
     const Header& header = join_view->header();
+    // Kept per sender, of this view only (every transition clears them).
+    TALLY_ASSERT(header.replica == replica && header.view == view_);
     const std::span<const std::byte> body = join_view->body();
     dvcs[count] = DoViewChange{
         .replica = replica,
@@ -320,8 +355,10 @@ void Replica<S, Bus, Clock>::primary_view_start_try() {
   for (u64 op = commit_min_ + 1; op <= log_.op(); op += 1) {
     if (log_.dirty(op)) return;
   }
-  // The pipeline: the ops after commit_max, from memory or read back into the cache.
+  // The pipeline: the ops after commit_max, from memory or read back into the cache. They fit:
+  // the chosen commit is at least the highest head less a pipeline (log_choose()).
   TALLY_ASSERT(pipeline_.empty());
+  TALLY_ASSERT(log_.op() <= commit_max_ + pipeline_max);
   for (u64 op = commit_max_ + 1; op <= log_.op(); op += 1) {
     if (log_.cache_get_entry(op) == nullptr) {
       if (commit_read_message_ == nullptr) commit_read_start(op, commit_read_callback);
@@ -334,6 +371,8 @@ void Replica<S, Bus, Clock>::primary_view_start_try() {
     pipeline_.push(prepare, 1u << options_.replica,
                    reservation_of(operation, events_of(operation, prepare->body())));
   }
+  // Starting a view as its primary: never while syncing (it holds no state of commit_min).
+  TALLY_ASSERT(!syncing());
   view_headers_ = view_headers_from_log(commit_max_);
   log_view_ = view_;
   head_uncertain_ = false;  // Its log is the view's now.
@@ -344,6 +383,7 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::primary_view_started() {
   TALLY_ASSERT(status_ == ReplicaStatus::view_change && primary());
   TALLY_ASSERT(log_view_ == view_ && log_view_durable() == view_);
+  TALLY_ASSERT(log_chosen_);  // From the log it chose.
   status_ = ReplicaStatus::normal;
   stats_.views_started += 1;
   votes_to_leave_ = 0;
@@ -384,6 +424,7 @@ void Replica<S, Bus, Clock>::view_send(u8 replica, u128 nonce) {
   header.view_command.op = log_.op();
   header.view_command.commit_max = commit_max_;
   header.view_command.checkpoint_op = log_.op_checkpoint();
+  TALLY_ASSERT(header.view_command.checkpoint_op <= header.view_command.commit_max);
   header.size = header_size + headers.count * header_size;
   std::memcpy(message->buffer + header_size, headers.headers.data(),
               headers.count * header_size);
@@ -402,8 +443,10 @@ void Replica<S, Bus, Clock>::get_view_send(u32 view) {
   Header& header = message->header();
   frame_fill(header, Command::get_view);
   header.view = view;  // The view asked about, which may be ahead of this replica's.
+  TALLY_ASSERT(nonce_ != 0);  // Set at open: answers to this run carry it.
   header.get_view.nonce = nonce_;
   message_seal(message);
+  TALLY_ASSERT_SLOW(valid_to(message, primary_index(view)));
   bus_.send_to_replica(primary_index(view), message);
   pool().unref(message);
 }
@@ -411,6 +454,8 @@ void Replica<S, Bus, Clock>::get_view_send(u32 view) {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_get_view(base::Message* message) {
   const Header& header = message->header();
+  // validate_replica_message(): nonzero, so that the answer is told from a start_view.
+  TALLY_ASSERT(header.get_view.nonce != 0);
   if (header.view != view_ || !primary_normal()) return;
   view_send(header.replica, header.get_view.nonce);
 }
@@ -419,6 +464,9 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::on_view(base::Message* message) {
   const Header& header = message->header();
   TALLY_ASSERT(header.replica == primary_index(header.view) && header.replica != options_.replica);
+  // validate_replica_message(): the fields view_install() takes are in order.
+  TALLY_ASSERT(header.view_command.checkpoint_op <= header.view_command.commit_max &&
+               header.view_command.commit_max <= header.view_command.op);
   bool accept = false;
   switch (status_) {
     case ReplicaStatus::recovering_head:
@@ -459,6 +507,10 @@ void Replica<S, Bus, Clock>::view_install(base::Message* message) {
   const std::span<const Header> headers{reinterpret_cast<const Header*>(body.data()),
                                         body.size() / header_size};
   TALLY_ASSERT(!headers.empty() && headers[0].prepare.op == header.view_command.op);
+  // validate_view_headers(): they fit the view headers kept below.
+  TALLY_ASSERT(headers.size() <= journal::view_headers_max);
+  // on_view(): a view at least this replica's, from its primary (views never go down).
+  TALLY_ASSERT(header.view >= view_ && header.replica == primary_index(header.view));
   if (header.view_command.op < commit_min_) return;  // Behind what this replica executed.
   for (const Header& view_header : headers) {
     const u64 op = view_header.prepare.op;
@@ -497,6 +549,9 @@ void Replica<S, Bus, Clock>::view_install(base::Message* message) {
     view_headers_.count = 1;
   }
   if (header.view_command.commit_max > commit_max_) commit_max_ = header.view_command.commit_max;
+  // State sync's trigger and target (replica_sync.hpp): the view's head and checkpoint.
+  if (header.view_command.op > op_seen_max_) op_seen_max_ = header.view_command.op;
+  primary_checkpoint_op_ = header.view_command.checkpoint_op;
   status_ = ReplicaStatus::view_change;  // Until the view is durable here.
   votes_to_leave_ = 0;
   join_views_release();
@@ -514,6 +569,8 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::backup_view_started() {
   TALLY_ASSERT(status_ == ReplicaStatus::view_change && !primary());
   TALLY_ASSERT(log_view_ == view_ && log_view_durable() == view_);
+  // Its head is the view's (view_install()), and it prepares nothing.
+  TALLY_ASSERT(!head_uncertain_ && pipeline_.empty() && request_queue_.empty());
   status_ = ReplicaStatus::normal;
   for (Timeout* timeout : {&join_view_timeout_, &get_view_timeout_,
                            &view_change_status_timeout_, &vote_timeout_}) {
@@ -532,6 +589,7 @@ void Replica<S, Bus, Clock>::backup_view_started() {
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::superblock_view_durable() {
   if (status_ != ReplicaStatus::view_change || view_durable() != view_) return;
+  TALLY_ASSERT(!solo());  // A single replica is always normal.
   if (log_view_ < view_) {
     join_view_send();
     if ((votes_to_leave_ & (1u << options_.replica)) != 0) vote_to_leave_view();

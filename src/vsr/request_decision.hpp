@@ -39,6 +39,8 @@ struct RequestLimits {
 inline RequestDecision request_decide(const Header& header, std::span<const std::byte> body,
                                       const ClientSessions& sessions,
                                       const RequestLimits& limits) {
+  // The replica's own limits (the header and the body are the client's, checked below).
+  TALLY_ASSERT(limits.batch_size_limit > 0 && limits.batch_size_limit <= message_body_size_max);
   auto drop = [] { return RequestDecision{.action = RequestAction::drop}; };
   auto evict = [](EvictionReason reason) {
     return RequestDecision{.action = RequestAction::evict, .reason = reason};
@@ -71,6 +73,10 @@ inline RequestDecision request_decide(const Header& header, std::span<const std:
   if (header.view > limits.view) return drop();
   // 9. The session.
   const bool is_register = request.operation == Operation::register_session;
+  // What validate_request() established: a client, and the numbers its operation carries.
+  TALLY_ASSERT(request.client != 0);
+  TALLY_ASSERT(is_register ? request.session == 0 && request.request == 0
+                           : request.session != 0 && request.request != 0);
   const std::optional<u32> index = sessions.find(request.client);
   if (index.has_value()) {
     const ClientSession& entry = sessions.entry(*index);
@@ -81,6 +87,7 @@ inline RequestDecision request_decide(const Header& header, std::span<const std:
     if (entry.release != header.release) return evict(EvictionReason::session_release_mismatch);
     if (request.request < entry.request) return drop();
     if (request.request == entry.request) {
+      TALLY_ASSERT(entry.client == request.client && *index < sessions.capacity());
       if (header.checksum != entry.request_checksum) return drop();
       return RequestDecision{.action = RequestAction::duplicate, .session_index = *index};
     }

@@ -29,6 +29,8 @@ class Timeout {
   constexpr Timeout(const char* name, u64 after_ticks)
       : name_(name), after_(after_ticks), wait_(after_ticks) {
     TALLY_ASSERT(after_ticks > 0);
+    // The longest wait, after << attempts_shift_max plus the jitter, must not overflow.
+    TALLY_ASSERT(after_ticks <= (u64{1} << 32));
     TALLY_ASSERT(name != nullptr);
   }
 
@@ -39,13 +41,16 @@ class Timeout {
   u64 wait() const { return wait_; }
 
   void start() {
+    invariants();
     ticking_ = true;
     ticks_ = 0;
     attempts_ = 0;
     wait_ = after_;
+    TALLY_ASSERT(!fired(), "timeout %s fired at its start", name_);
   }
 
   void stop() {
+    invariants();
     ticking_ = false;
     ticks_ = 0;
     attempts_ = 0;
@@ -55,27 +60,45 @@ class Timeout {
   void reset() {
     TALLY_ASSERT(ticking_, "timeout %s reset while stopped", name_);
     ticks_ = 0;
+    TALLY_ASSERT(!fired(), "timeout %s fired at its reset", name_);
   }
 
   void tick() {
+    // A stopped timeout stays at zero: it never fires.
+    TALLY_ASSERT(ticking_ || ticks_ == 0, "timeout %s counted while stopped", name_);
     if (!ticking_) return;
     ticks_ += 1;
     TALLY_ASSERT(ticks_ > 0);
   }
 
-  bool fired() const { return ticking_ && ticks_ >= wait_; }
+  bool fired() const {
+    TALLY_ASSERT(wait_ >= after_, "timeout %s waits less than its base", name_);
+    return ticking_ && ticks_ >= wait_;
+  }
 
   void backoff(base::Prng& prng) {
     TALLY_ASSERT(ticking_, "timeout %s backed off while stopped", name_);
+    invariants();
     attempts_ += 1;
     const u32 shift = attempts_ < attempts_shift_max ? attempts_ : attempts_shift_max;
     const u64 jitter = prng.range_inclusive<u64>(0, after_ / 2);
+    TALLY_ASSERT(jitter <= after_ / 2);
     wait_ = (after_ << shift) + jitter;
     ticks_ = 0;
     TALLY_ASSERT(wait_ >= after_ && wait_ <= (after_ << attempts_shift_max) + after_ / 2);
+    TALLY_ASSERT(!fired(), "timeout %s fired at its backoff", name_);
   }
 
  private:
+  // The file comment's invariants: the wait within its bounds; a stopped timeout at zero, with
+  // no attempts and the base wait.
+  constexpr void invariants() const {
+    TALLY_ASSERT(wait_ >= after_ && wait_ <= (after_ << attempts_shift_max) + after_ / 2,
+                 "timeout %s waits %llu ticks", name_, static_cast<unsigned long long>(wait_));
+    TALLY_ASSERT(ticking_ || (ticks_ == 0 && attempts_ == 0 && wait_ == after_),
+                 "timeout %s is stopped but counting", name_);
+  }
+
   const char* name_;
   u64 after_;
   u64 wait_;

@@ -86,8 +86,14 @@ inline LogDecision log_choose(std::span<const DoViewChange> dvcs, u32 replica_co
   }
   u64 op_head_max = 0;
   for (const DoViewChange& dvc : dvcs) {
+    TALLY_ASSERT(dvc.replica < replica_count);
     TALLY_ASSERT(!dvc.headers.empty() && dvc.headers.size() <= journal::view_headers_max);
     TALLY_ASSERT(dvc.headers[0].prepare.op == dvc.op && !dvc_header_blank(dvc.headers[0]));
+    // What validate_replica_message() checks of a peer's, and join_view_send() asserts of the
+    // new primary's own: what it executed is in its log; its bits name its headers.
+    TALLY_ASSERT(dvc.commit_min <= dvc.op);
+    TALLY_ASSERT(dvc.nack_bitset < (1u << dvc.headers.size()) &&
+                 dvc.present_bitset < (1u << dvc.headers.size()));
     if (dvc.log_view > decision.log_view_max) decision.log_view_max = dvc.log_view;
   }
   for (const DoViewChange& dvc : dvcs) {
@@ -169,6 +175,12 @@ inline LogDecision log_choose(std::span<const DoViewChange> dvcs, u32 replica_co
     decision.headers[decision.header_count] = *canonical;
     decision.header_count += 1;
   }
+  // Every op above `commit` has its canonical header, newest first; the committed op too when a
+  // canonical DVC holds it (and it is not the root, op 0).
+  TALLY_ASSERT(decision.header_count == decision.head - decision.commit ||
+               decision.header_count == decision.head - decision.commit + 1);
+  TALLY_ASSERT(decision.header_count == 0 ||
+               decision.headers[0].prepare.op == decision.head);
   decision.choice = LogChoice::install;
   return decision;
 }

@@ -1,6 +1,6 @@
 // A workload for the integration tests, through Tally's C++ client against real `tally start`
-// processes (tests/integration/restart_test.sh and failover_test.sh kill and restart them while
-// it runs).
+// processes (tests/integration/restart_test.sh, failover_test.sh and sync_test.sh kill and
+// restart them while it runs).
 //
 //   ledger_workload --addresses=A [--batches=N] [--batch-size=N] [--verify-only]
 //                   [--stop-file=PATH] [--timestamps] [--pause-ms=N]
@@ -20,8 +20,9 @@
 // (CLOCK_REALTIME, the clock a shell script reads as EPOCHREALTIME), so that a script can
 // measure the time from an event it caused, such as a kill, to the next acknowledgement.
 // --pause-ms waits N ms after each acknowledged batch: a steady load of a known rate, which
-// keeps a replica that was down for seconds within a WAL's worth of ops of the others (there is
-// no state sync, docs/vsr-protocol.md "Limits").
+// keeps a replica that was down for seconds within a WAL's worth of ops of the others (it
+// catches up by repair; further behind, it needs state sync, docs/vsr-protocol.md), and below
+// the rate at which a restarted replica repairs what it missed.
 #include <unistd.h>
 
 #include <chrono>

@@ -2,7 +2,8 @@
 // simulated storage, network and time, driven by one seed.
 //
 //   simulator [--replicas=N] [--clients=N] [--requests=N] [--ticks=N] [--crashes] [--faults]
-//             [--storage-faults] [--slow-disk] [--forged] SEED...
+//             [--storage-faults] [--slow-disk] [--forged] [--clock-skew] [--lost=K]
+//             [--isolate-primary] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
@@ -20,6 +21,20 @@
 // changed; the replicas must reject or survive each. What no replica can reject without peer
 // authentication (Tally has none yet) is kept out of the draws: see forgery_indistinguishable(),
 // forge_prepare_ok() and forge_commit().
+// With --clock-skew every replica has its own wall clock (its own io::sim::Time; all of them
+// tick together, so monotonic time stays common), up to 3 s off either way and up to
+// Time::drift_ppm_max (1%) fast or slow, and now and then one replica's clock steps to another
+// offset, backwards too (an NTP step).
+// With --lost=K (K at most f = replicas - max(replication, view-change quorum), what the cluster
+// can lose and still make progress), at a random point in the first half of the workload K
+// replicas crash for good, the view's primary first; the end game leaves them down and the
+// final checks are on the survivors. A committed op may be held by a replication quorum only,
+// K of them lost: with --lost, storage faults go on at most replication quorum - 1 - K replicas,
+// so that a survivor keeps an intact copy, and where that is none --storage-faults is refused.
+// With --isolate-primary, now and then the view's primary is cut off from the other replicas
+// for 10-500 ticks: both directions, only its outgoing paths, or only its incoming ones (clients
+// keep every link). Each new mode draws from a PRNG of its own: the workload's draws, and with
+// them old seeds, stay those of a run without it.
 // After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
 //   - state: replicas at the same commit number have the same ledger digest;
@@ -28,11 +43,25 @@
 //     increase with the op;
 //   - durability: what a client saw acknowledged is in the model, and at the end the model's
 //     accounts and transfers are exactly every replica's;
-//   - forgeries (--forged): no replica commits a forged prepare (and none asserts).
-// At the end faults stop, crashed replicas restart, and the run must finish every request and
-// bring every replica to the same commit (liveness) within a bound of ticks.
+//   - forgeries (--forged): no replica commits a forged prepare (and none asserts);
+//   - one primary per view: every prepare a replica sends (seen at its bus, so never the
+//     forger's) names its view's primary (view % replica_count), no two prepares sent for one
+//     (view, op) differ, and each is one a replica made (not a forgery passed on);
+//   - timestamps: a committed prepare's timestamp is at least the wall clock of the primary
+//     that prepared it, read as it prepared it, and at most timestamp_ahead_max_ns above the
+//     highest wall clock any replica had shown by then (timestamp_ahead_max_ns says why);
+//   - retried requests: every reply a client receives for one request, from any replica, at
+//     any time, is the first one byte for byte (checked before the client session, which
+//     drops duplicates).
+// At the end (the end game) faults stop, crashed replicas restart (all but the lost ones), and
+// the run must finish every request and bring every replica to the same commit (liveness)
+// within a bound of ticks (end_game_ticks_base says which and why); replicas that fell out of
+// the WAL window (replica_stale(): they need state sync, not implemented yet) are left out of
+// convergence, and a run whose stale replicas leave too few others to make progress stops and
+// is reported as stalled, counted with the stale ones.
 //
 // A failure prints the seed and the first broken rule and exits 1; the same seed reproduces it.
+#include <array>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -43,6 +72,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/sim/network.hpp"
@@ -68,7 +98,51 @@ using base::Prng;
 using base::Ratio;
 using io::sim::Network;
 
-using Replica = vsr::Replica<io::sim::Storage, Network::Endpoint, io::sim::Time>;
+class Simulation;
+
+// A replica's message bus: its network endpoint, with the simulator looking at every message the
+// replica sends (the one-primary-per-view checker and the prepares' creation for the timestamp
+// checker: a replica sends each prepare it makes at once). The forger sends through an endpoint
+// of its own, so what passes here is only ever a replica's.
+class ReplicaBus {
+ public:
+  ReplicaBus() = default;
+  ReplicaBus(Simulation* simulation, u8 replica, Network::Endpoint* endpoint)
+      : simulation_(simulation), replica_(replica), endpoint_(endpoint) {}
+
+  void send_to_replica(u8 replica, Message* message);
+  void send_to_client(u128 client, Message* message) {
+    endpoint_->send_to_client(client, message);
+  }
+  MessagePool& pool() { return endpoint_->pool(); }
+
+ private:
+  Simulation* simulation_ = nullptr;
+  u8 replica_ = 0;
+  Network::Endpoint* endpoint_ = nullptr;
+};
+
+// A replica's wall clock: the machine's io::sim::Time, which goes on through crashes and
+// restarts, and a note of whether the replica read it this tick. A replica reads its clock to
+// timestamp what it prepares (and once as it opens), so a tick's new prepares are in the logs
+// of the replicas that read their clock in it (the timestamp checker looks there).
+class ReplicaClock {
+ public:
+  i64 realtime_ns() const {
+    read_ = true;
+    return time_.realtime_ns();
+  }
+  io::sim::Time& time() { return time_; }
+  const io::sim::Time& time() const { return time_; }
+  bool read() const { return read_; }
+  void read_clear() { read_ = false; }
+
+ private:
+  io::sim::Time time_{io::sim::TimeOptions{}};
+  mutable bool read_ = false;
+};
+
+using Replica = vsr::Replica<io::sim::Storage, ReplicaBus, ReplicaClock>;
 using Session = client::Session<Network::Endpoint>;
 
 constexpr u128 cluster_id = 3;
@@ -83,6 +157,57 @@ constexpr u128 forger_id = (u128{0xF0F6ED} << 64) | 1;
 constexpr Ratio forger_send_chance{.numerator = 1, .denominator = 25};
 // Real prepares the forger keeps copies of, to forge from (the most recent ones).
 constexpr u32 forger_observed_max = 32;
+// --clock-skew: each replica's wall clock starts within this of true time, either way, and at
+// this chance per tick one replica's clock steps to a new offset within it.
+constexpr i64 clock_offset_max_ns = 3'000'000'000;
+constexpr Ratio clock_step_chance{.numerator = 1, .denominator = 1000};
+// How far above the highest wall clock the cluster has shown a committed prepare's timestamp
+// may be. The primary takes P = max(max(P_prev, C) + 1, now) + N (src/vsr/replica_primary.hpp):
+// its own clock unless the log is ahead of it, and then one more than the log, plus N, the
+// timestamps the op reserves for its events (up to 8190 for a pulse, at most 1 per 10 ticks; up
+// to 8 per request here). Every P_prev was a clock reading once, so P runs ahead of every clock
+// only by the N + 1 of the ops prepared while no clock has passed the highest reading yet: after
+// a clock stepped back from being the highest, at most 2 * clock_offset_max_ns plus drift (about
+// 6 s), a few hundred ops and pulses, well under 1 ms in all (measured over 640 runs with
+// --clock-skew: at most 8,328 ns, a pulse's reservation). The bound is 10 ms, one tick, ten
+// times the worst case; a primary that ran its timestamps from anything but a clock (a forged
+// or corrupt floor, a second offset) is seconds off.
+constexpr u64 timestamp_ahead_max_ns = 10'000'000;
+// --lost: the clients' completed requests, as a fraction of all their requests, at which the
+// replicas are lost is drawn from [1/20, 1/2].
+constexpr u64 lost_progress_min_per_mille = 50;
+constexpr u64 lost_progress_max_per_mille = 500;
+// --isolate-primary: at this chance per tick (while nothing is cut off), the view's primary is
+// cut off for isolate_ticks_min..isolate_ticks_max ticks: some shorter than the backups' 1 s
+// heartbeat timeout (normal_heartbeat_ticks), some long enough for a view change or several.
+constexpr Ratio isolate_chance{.numerator = 1, .denominator = 400};
+constexpr u64 isolate_ticks_min = 10;
+constexpr u64 isolate_ticks_max = 500;
+// The liveness bound: from the end game's start (faults healed, crashed replicas restarting),
+// the clients must have finished and the replicas converged within
+//   end_game_ticks_base (end_game_slow_disk_ticks_base with --slow-disk)
+//     + end_game_ticks_per_request * the requests the clients had left then.
+// Measured over about 2,350 runs on ordinary disks (300 seeds of --faults --crashes on 1-6
+// replicas, 150 each with --storage-faults, --clock-skew, --lost, --isolate-primary and all of
+// them with --forged, and 1,300 random runs as tools/simulator_long.sh draws them), where the
+// clients had finished when the end game began: median 10 ticks, 99th percentile 300, most 550
+// (restarts, a view change or two, repair); 1,300 more on the working tree of the state sync
+// work (uncommitted then): most 450, and one other run there took 2,191 ticks (two replicas
+// catching up slowly). 3,000 is more than five times the usual most. It is below the longest
+// wait of a backed-off view change (32 * view_change_status_ticks): none of these runs waited
+// so long once every replica was up and connected, and the two end games that took longer
+// (3,293 and 4,741 ticks) were a replica stuck in an old view (tests/simulator/CMakeLists.txt,
+// get_view_never_asked_again). Runs with a stale replica are left out of the bound, as they are
+// of convergence: a view change whose primary cannot hold the view's log waits out its
+// backed-off timeout. With
+// --slow-disk (about 400 such runs) the slow replica must write what it missed at 40-120 ticks
+// a write: median 20, 99th percentile 4,900, most 5,400 ticks; 20,000 is almost four times
+// that. The end game also begins at ticks_max / 2 with requests left (60 runs, all with
+// --slow-disk, most of them 2 replicas, where every commit waits for the slow disk): at most 90
+// ticks a request where many were left; 400 a request is more than four times it.
+constexpr u64 end_game_ticks_base = 3'000;
+constexpr u64 end_game_slow_disk_ticks_base = 20'000;
+constexpr u64 end_game_ticks_per_request = 400;
 
 struct Options {
   u64 seed = 0;
@@ -94,8 +219,28 @@ struct Options {
   bool storage_faults = false;
   bool slow_disk = false;
   bool forged = false;
+  bool clock_skew = false;
+  u8 lost = 0;
+  bool isolate_primary = false;
   u64 ticks_max = 200'000;
 };
+
+// What the cluster can lose for good and still make progress: a view change needs a view-change
+// quorum of survivors, and a commit a replication quorum.
+u8 lost_max(u8 replica_count) {
+  const vsr::Quorums quorums = vsr::quorums(replica_count);
+  const u32 needed =
+      quorums.replication > quorums.view_change ? quorums.replication : quorums.view_change;
+  return static_cast<u8>(replica_count - needed);
+}
+
+// The replicas whose WALs take storage faults (--storage-faults): replicas 1 up to, not
+// including, this one. Every committed op is on a replication quorum of replicas; with at most
+// replication - 1 - lost of them faulty and `lost` of them gone, an intact copy survives.
+u8 storage_faults_end(const Options& options) {
+  const u32 replication = vsr::quorums(options.replica_count).replication;
+  return replication > 1u + options.lost ? static_cast<u8>(replication - options.lost) : 1;
+}
 
 [[noreturn]] void fail(const Options& options, const std::string& what) {
   std::fprintf(stderr, "simulator: seed %" PRIu64 " FAILED: %s\n", options.seed, what.c_str());
@@ -112,15 +257,16 @@ journal::LayoutConfig layout_config(const Options& options) {
   return config;
 }
 
-class Simulation;
-
 struct ReplicaNode {
   Simulation* simulation = nullptr;
   u8 index = 0;
   std::unique_ptr<io::sim::Storage> storage;
   std::unique_ptr<Replica> replica;
   Network::Endpoint* endpoint = nullptr;
+  ReplicaBus bus;
+  ReplicaClock clock;
   bool up = false;
+  bool lost = false;  // Crashed for good (--lost).
   u64 restart_tick = 0;
   u64 checked_op = 0;  // Ops up to here were compared with the chain.
 };
@@ -147,6 +293,34 @@ struct Forgery {
   std::vector<std::byte> body;
 };
 
+// --isolate-primary: which of the primary's paths to the other replicas are cut.
+enum class IsolateMode : u8 { both = 0, outgoing = 1, incoming = 2 };
+inline constexpr u32 isolate_mode_count = 3;
+
+struct Isolation {
+  u8 replica = 0;
+  IsolateMode mode = IsolateMode::both;
+  u64 heal_tick = 0;
+  bool active = false;
+};
+
+// A prepare as a primary made it: when, by whom, and the clocks then (the timestamp checker).
+struct PrepareMade {
+  u8 primary;
+  u64 tick;
+  u64 timestamp;  // 0 until seen (in a send, or in a WAL).
+  i64 primary_realtime_ns;  // The primary's wall clock as it prepared it.
+  i64 highest_realtime_ns;  // The highest wall clock any replica had shown by then.
+};
+
+// The first reply a client received for one of its requests.
+struct ReplySeen {
+  u128 header_checksum;
+  u128 body_checksum;  // Computed here from the bytes, not taken from the header.
+  u64 op;
+  u64 timestamp;
+};
+
 // A reply waiting for the ops before it, so that the model applies ops in order.
 struct Observed {
   Operation operation;
@@ -161,8 +335,10 @@ class Simulation {
       : options_(options),
         prng_(options.seed),
         forger_prng_(options.seed ^ 0xF0F6EDULL),
-        layout_(layout_config(options)),
-        time_(io::sim::TimeOptions{}) {
+        clock_prng_(options.seed ^ 0xC10C5EDULL),
+        lost_prng_(options.seed ^ 0x105EDULL),
+        isolate_prng_(options.seed ^ 0x150EDULL),
+        layout_(layout_config(options)) {
     pool_.init(2048, message_size_max);
     io::sim::NetworkOptions network_options{
         .replica_count = options.replica_count,
@@ -194,15 +370,29 @@ class Simulation {
                                                       : 1u,
       });
       format(node);
-      // Storage faults on at most replication quorum - 1 replicas (never replica 0): then every
-      // committed op keeps an intact copy on some replica, which is what the cluster promises
-      // to survive (docs/vsr-protocol.md, "Fault model").
-      if (options.storage_faults && index != 0 &&
-          index < vsr::quorums(options.replica_count).replication) {
+      // Storage faults on at most replication quorum - 1 replicas (never replica 0), fewer with
+      // --lost (storage_faults_end()): then every committed op keeps an intact copy on some
+      // replica that runs, which is what the cluster promises to survive (docs/vsr-protocol.md,
+      // "Fault model").
+      if (options.storage_faults && index != 0 && index < storage_faults_end(options)) {
         storage_faults_allow(*node.storage);
       }
+      if (options.clock_skew) {
+        node.clock.time().offset_set(
+            clock_prng_.range_inclusive<i64>(-clock_offset_max_ns, clock_offset_max_ns));
+        node.clock.time().drift_set(clock_prng_.range_inclusive<i64>(
+            -io::sim::Time::drift_ppm_max, io::sim::Time::drift_ppm_max));
+      }
       node.endpoint = &network_->replica_attach(index, replica_on_message, &node);
+      node.bus = ReplicaBus(this, index, node.endpoint);
       replica_start(node);
+    }
+    realtime_highest_update();
+    if (options.lost > 0) {
+      const u64 requests = u64{options.client_count} * options.requests_per_client;
+      lost_at_requests_ = requests * lost_prng_.range_inclusive<u64>(lost_progress_min_per_mille,
+                                                                     lost_progress_max_per_mille) /
+                          1000;
     }
     clients_.resize(options.client_count);
     for (u32 index = 0; index < options.client_count; index += 1) {
@@ -230,18 +420,57 @@ class Simulation {
     u64 tick = 0;
     bool quiet = false;
     u64 quiet_since = 0;
+    std::optional<u64> end_game_ticks;  // From the end game's start to done and converged.
     for (; tick < options_.ticks_max; tick += 1) {
       step(tick, quiet);
       check();
       const bool clients_done = clients_finished();
       if (!quiet && (clients_done || tick > options_.ticks_max / 2)) {
-        // The end game: faults stop, every replica comes back, and everything must finish.
+        // The end game: faults stop, every replica but the lost ones comes back, and
+        // everything must finish.
         quiet = true;
         quiet_since = tick;
+        end_game_requests_left_ =
+            u64{options_.client_count} * options_.requests_per_client - requests_done_total();
         network_->faults_set({});
         network_->heal_all();
+        isolation_ = Isolation{};
       }
-      if (quiet && clients_done && replicas_converged() && tick > quiet_since + 200) break;
+      if (!quiet) continue;
+      const bool converged = clients_done && replicas_converged();
+      if (converged && !end_game_ticks.has_value()) end_game_ticks = tick - quiet_since;
+      // Stale replicas that leave too few others to make progress are a known limit (state
+      // sync): the run stops there, given the end game's base time to show it.
+      const u64 elapsed = tick - quiet_since;
+      if (!end_game_ticks.has_value() && elapsed > end_game_base_ticks() &&
+          stale_blocks_progress()) {
+        break;
+      }
+      // Runs with a stale replica are left out of the bound, as they are of convergence (see
+      // end_game_ticks_base).
+      if (!end_game_ticks.has_value() && elapsed > end_game_ticks_bound() && !stale_any()) {
+        dump();
+        fail(options_, std::string("liveness: the ") +
+                           (clients_done ? "replicas did not converge"
+                                         : "clients did not finish their requests") +
+                           " within " + std::to_string(end_game_ticks_bound()) +
+                           " ticks of the end game (end_game_ticks_base " +
+                           (options_.slow_disk ? "with --slow-disk " : "") + "+ " +
+                           std::to_string(end_game_requests_left_) +
+                           " requests left * end_game_ticks_per_request), which began at tick " +
+                           std::to_string(quiet_since));
+      }
+      if (converged && tick > quiet_since + 200) break;
+    }
+    if ((!clients_finished() || !replicas_converged()) && stale_blocks_progress()) {
+      // The known limit, reported and counted as stale: no checks at the end, since the
+      // clients wait for replies that only state sync can bring.
+      for (const ReplicaNode& node : replicas_) {
+        if (replica_stale(node)) stale_ += 1;
+      }
+      report(tick, end_game_ticks, " (stalled: stale replicas leave too few replicas to "
+                                   "make progress, which needs state sync)");
+      return;
     }
     if (!clients_finished() || !replicas_converged()) dump();
     if (!clients_finished()) {
@@ -250,16 +479,32 @@ class Simulation {
     }
     if (!replicas_converged()) fail(options_, "liveness: replicas did not converge");
     final_check();
-    std::printf("simulator: seed %" PRIu64 " ok: %u replicas, %u clients, %" PRIu64
-                " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
-                " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %" PRIu64
-                " expiries, %u stale%s\n",
-                options_.seed, options_.replica_count, options_.client_count, model_op_, tick,
-                crashes_, network_->stats().dropped_total(), network_->stats().sent,
-                storage_fault_count(), expired_, stale_, forger_summary().c_str());
+    report(tick, end_game_ticks, "");
   }
 
  private:
+  void report(u64 tick, std::optional<u64> end_game_ticks, const char* note) const {
+    std::printf("simulator: seed %" PRIu64 " ok%s: %u replicas, %u clients, %" PRIu64
+                " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
+                " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %" PRIu64
+                " expiries, %u stale%s, end game %" PRIu64 " ticks (%" PRIu64
+                " requests left), %" PRIu64 " replies repeated%s\n",
+                options_.seed, note, options_.replica_count, options_.client_count, model_op_,
+                tick,
+                crashes_, network_->stats().dropped_total(), network_->stats().sent,
+                storage_fault_count(), expired_, stale_, forger_summary().c_str(),
+                end_game_ticks.value_or(0), end_game_requests_left_, replies_repeated_,
+                modes_summary().c_str());
+  }
+
+  // The liveness bound on the end game (see end_game_ticks_base).
+  u64 end_game_base_ticks() const {
+    return options_.slow_disk ? end_game_slow_disk_ticks_base : end_game_ticks_base;
+  }
+  u64 end_game_ticks_bound() const {
+    return end_game_base_ticks() + end_game_requests_left_ * end_game_ticks_per_request;
+  }
+
   io::sim::NetworkFaults faults_random() {
     io::sim::NetworkFaults faults;
     faults.loss_ppm = static_cast<u32>(prng_.range_inclusive<u64>(0, 50'000));
@@ -305,8 +550,9 @@ class Simulation {
   }
 
   void replica_start(ReplicaNode& node) {
+    TALLY_ASSERT(!node.lost);
     node.replica = std::make_unique<Replica>(
-        *node.storage, *node.endpoint, time_, layout_,
+        *node.storage, node.bus, node.clock, layout_,
         vsr::ReplicaOptions{.cluster = cluster_id,
                             .replica = node.index,
                             .replica_count = options_.replica_count,
@@ -335,15 +581,23 @@ class Simulation {
 
   static void client_on_message(void* context, Message* message) {
     auto* node = static_cast<ClientNode*>(context);
+    node->simulation->reply_check(*node, *message);
     node->session->on_message(message);
   }
 
   void step(u64 tick, bool quiet) {
-    time_.tick();
+    for (ReplicaNode& node : replicas_) node.clock.time().tick();
+    if (options_.clock_skew && !quiet) clock_step();
+    realtime_highest_update();
     network_->tick();
     for (ReplicaNode& node : replicas_) {
       node.storage->tick();
       if (node.replica) node.replica->tick();
+    }
+    // Before a crash can take a new prepare from a replica's memory.
+    for (ReplicaNode& node : replicas_) {
+      if (node.clock.read()) prepares_made_scan(node);
+      node.clock.read_clear();
     }
     for (ClientNode& node : clients_) {
       node.session->tick();
@@ -351,11 +605,13 @@ class Simulation {
     }
     if (options_.crashes) crash_step(tick, quiet);
     if (options_.forged) forger_step();
+    if (options_.lost > 0 && !quiet) lost_step();
+    if (options_.isolate_primary && !quiet) isolate_step(tick);
   }
 
   void crash_step(u64 tick, bool quiet) {
     for (ReplicaNode& node : replicas_) {
-      if (!node.up && (quiet || tick >= node.restart_tick)) replica_start(node);
+      if (!node.up && !node.lost && (quiet || tick >= node.restart_tick)) replica_start(node);
     }
     if (quiet) return;
     if (prng_.chance(Ratio{.numerator = 1, .denominator = 400})) {
@@ -371,6 +627,115 @@ class Simulation {
         if (!node.up) continue;
         replica_crash(node);
         node.restart_tick = restart;
+      }
+    }
+  }
+
+  // --------------------------------------------------------------------------------------
+  // Clocks (--clock-skew), replicas lost for good (--lost), the primary cut off
+  // (--isolate-primary).
+
+  // Now and then one replica's wall clock steps to another offset, forwards or back.
+  void clock_step() {
+    if (!clock_prng_.chance(clock_step_chance)) return;
+    ReplicaNode& node = replicas_[clock_prng_.index(replicas_.size())];
+    node.clock.time().offset_set(
+        clock_prng_.range_inclusive<i64>(-clock_offset_max_ns, clock_offset_max_ns));
+    clock_steps_ += 1;
+  }
+
+  // The highest wall clock any replica has shown (whether or not it was read): a timestamp
+  // made from clock readings alone is never far above it.
+  void realtime_highest_update() {
+    for (const ReplicaNode& node : replicas_) {
+      if (node.clock.time().realtime_ns() > realtime_highest_ns_) {
+        realtime_highest_ns_ = node.clock.time().realtime_ns();
+      }
+    }
+  }
+
+  // The replica that leads the cluster now: the primary of the highest view a running replica
+  // is normal in (it may itself be down or behind), or none while no replica is normal.
+  std::optional<u8> primary_current() const {
+    std::optional<u32> view;
+    for (const ReplicaNode& node : replicas_) {
+      if (!node.replica || node.replica->status() != vsr::ReplicaStatus::normal) continue;
+      if (!view.has_value() || node.replica->view() > *view) view = node.replica->view();
+    }
+    if (!view.has_value()) return std::nullopt;
+    return static_cast<u8>(*view % options_.replica_count);
+  }
+
+  u64 requests_done_total() const {
+    u64 total = 0;
+    for (const ClientNode& node : clients_) total += node.requests_done;
+    return total;
+  }
+
+  // Once the clients have done the drawn share of their requests, and a view runs: its primary,
+  // then options_.lost - 1 others drawn from the rest, crash and never come back.
+  void lost_step() {
+    if (lost_tick_.has_value() || requests_done_total() < lost_at_requests_) return;
+    const std::optional<u8> primary = primary_current();
+    if (!primary.has_value()) return;
+    lose(replicas_[*primary]);
+    for (u8 count = 1; count < options_.lost; count += 1) {
+      std::vector<u8> survivors;
+      for (const ReplicaNode& node : replicas_) {
+        if (!node.lost) survivors.push_back(node.index);
+      }
+      lose(replicas_[survivors[lost_prng_.index(survivors.size())]]);
+    }
+    lost_tick_ = network_->ticks();
+  }
+
+  void lose(ReplicaNode& node) {
+    TALLY_ASSERT(!node.lost);
+    if (node.up) replica_crash(node);
+    node.lost = true;
+  }
+
+  u8 lost_count() const {
+    u8 count = 0;
+    for (const ReplicaNode& node : replicas_) count = static_cast<u8>(count + (node.lost ? 1 : 0));
+    return count;
+  }
+
+  // Cuts the view's primary off from the other replicas at a chance per tick, in one of three
+  // ways, for a drawn while; heals exactly those paths (the manual layer of the network, which
+  // only this uses: the automatic partitions of --faults have their own).
+  void isolate_step(u64 tick) {
+    if (isolation_.active) {
+      if (tick < isolation_.heal_tick) return;
+      isolate_paths(isolation_.replica, isolation_.mode, false);
+      isolation_.active = false;
+      return;
+    }
+    if (!isolate_prng_.chance(isolate_chance)) return;
+    const std::optional<u8> primary = primary_current();
+    if (!primary.has_value()) return;
+    const auto mode = static_cast<IsolateMode>(isolate_prng_.index(u64{isolate_mode_count}));
+    const u64 ticks = isolate_prng_.range_inclusive<u64>(isolate_ticks_min, isolate_ticks_max);
+    isolation_ = Isolation{
+        .replica = *primary, .mode = mode, .heal_tick = tick + ticks, .active = true};
+    isolate_paths(isolation_.replica, isolation_.mode, true);
+    isolations_[static_cast<u32>(isolation_.mode)] += 1;
+  }
+
+  void isolate_paths(u8 isolated, IsolateMode mode, bool cut) {
+    const u32 node = network_->replica_node(isolated);
+    for (u8 other = 0; other < options_.replica_count; other += 1) {
+      if (other == isolated) continue;
+      const u32 other_node = network_->replica_node(other);
+      std::vector<io::sim::Path> paths;
+      if (mode != IsolateMode::incoming) paths.push_back({.source = node, .target = other_node});
+      if (mode != IsolateMode::outgoing) paths.push_back({.source = other_node, .target = node});
+      for (const io::sim::Path path : paths) {
+        if (cut) {
+          network_->path_cut(path);
+        } else {
+          network_->path_heal(path);
+        }
       }
     }
   }
@@ -1027,6 +1392,30 @@ class Simulation {
            std::to_string(header.size);
   }
 
+  // What the modes of clock skew, lost replicas and primary isolation did, for the run's line.
+  std::string modes_summary() const {
+    std::string summary;
+    if (options_.clock_skew) {
+      summary += ", " + std::to_string(clock_steps_) + " clock steps, timestamps at most " +
+                 std::to_string(timestamp_ahead_seen_ns_) + " ns ahead of every clock";
+    }
+    if (options_.lost > 0) {
+      summary += lost_tick_.has_value()
+                     ? ", " + std::to_string(lost_count()) + " lost at tick " +
+                           std::to_string(*lost_tick_)
+                     : std::string(", none lost (no view ran in time)");
+    }
+    if (options_.isolate_primary) {
+      summary += ", primary cut off both ways " +
+                 std::to_string(isolations_[static_cast<u32>(IsolateMode::both)]) + " times, " +
+                 std::to_string(isolations_[static_cast<u32>(IsolateMode::outgoing)]) +
+                 " outgoing only, " +
+                 std::to_string(isolations_[static_cast<u32>(IsolateMode::incoming)]) +
+                 " incoming only";
+    }
+    return summary;
+  }
+
   std::string forger_summary() const {
     if (!options_.forged) return "";
     u64 invalid = messages_invalid_before_crashes_;
@@ -1041,6 +1430,139 @@ class Simulation {
 
   // --------------------------------------------------------------------------------------
   // Checkers.
+
+ public:
+  // Every message a replica sends (ReplicaBus), before the network takes it. One primary per
+  // view: a prepare names its view's primary, and one (view, op) has one prepare. And every
+  // prepare a replica sends is one a replica made (prepares_made_scan()).
+  void replica_sent(u8 sender, const Message& message) {
+    const Header& header = message.header();
+    if (header.command != Command::prepare) return;
+    const u64 op = header.prepare.op;
+    const std::string what = "replica " + std::to_string(sender) + " sent a prepare of view " +
+                             std::to_string(header.view) + " op " + std::to_string(op);
+    const u8 primary = static_cast<u8>(header.view % options_.replica_count);
+    if (header.replica != primary) {
+      dump();
+      fail(options_, what + " naming replica " + std::to_string(header.replica) +
+                         " as its primary, not the view's primary " + std::to_string(primary));
+    }
+    const auto [position, inserted] =
+        prepares_sent_.emplace(std::pair<u32, u64>{header.view, op}, header.checksum);
+    if (!inserted && position->second != header.checksum) {
+      dump();
+      fail(options_, what + " that differs from one sent before for that view and op: two "
+                            "primaries in one view, or one that prepared an op twice");
+    }
+    ReplicaNode& node = replicas_[sender];
+    auto made = prepares_made_.find(header.checksum);
+    if (made == prepares_made_.end() && node.clock.read()) {
+      prepares_made_scan(node);  // Made in this tick, maybe just now.
+      made = prepares_made_.find(header.checksum);
+    }
+    if (made == prepares_made_.end()) {
+      dump();
+      fail(options_, what + " that no replica made" +
+                         (forged_prepares_.contains(header.checksum) ? " (a forged one)" : ""));
+    }
+    made->second.timestamp = header.prepare.timestamp;
+  }
+
+ private:
+  // The prepares a replica made in this tick: the entries of its log that no replica had
+  // before (above what it had executed when last checked, within its WAL's reach). A replica
+  // makes a prepare only as the primary of its view, reading its clock for the timestamp, and
+  // scans run in that tick (step(), replica_sent()), so the clocks read here are the ones the
+  // primary read.
+  void prepares_made_scan(const ReplicaNode& node) {
+    if (!node.replica || !node.replica->opened()) return;
+    const u64 head = node.replica->op();
+    const u64 slot_count = layout_.config().slot_count;
+    u64 op = node.checked_op + 1;
+    if (head > slot_count && op < head - slot_count) op = head - slot_count;
+    for (; op <= head; op += 1) {
+      const std::optional<u128> checksum = node.replica->checksum_of(op);
+      if (!checksum.has_value() || prepares_made_.contains(*checksum)) continue;
+      if (forged_prepares_.contains(*checksum)) continue;
+      const Header* header = node.replica->wal().header_with_op(op);
+      prepares_made_.emplace(
+          *checksum,
+          PrepareMade{.primary = node.index,
+                      .tick = network_->ticks(),
+                      .timestamp = header != nullptr && header->checksum == *checksum
+                                       ? header->prepare.timestamp
+                                       : 0,
+                      .primary_realtime_ns = node.clock.time().realtime_ns(),
+                      .highest_realtime_ns = realtime_highest_ns_});
+    }
+  }
+
+  // A committed prepare's timestamp against the clocks when it was made (see
+  // timestamp_ahead_max_ns). The model checks that timestamps increase with the op.
+  void timestamp_check(const Replica& replica, u64 op, u128 checksum) {
+    const auto made = prepares_made_.find(checksum);
+    if (made == prepares_made_.end()) {
+      dump();
+      fail(options_, "op " + std::to_string(op) + " was committed, a prepare no replica was "
+                     "seen making");
+    }
+    const PrepareMade& when = made->second;
+    u64 timestamp = when.timestamp;
+    if (timestamp == 0) {
+      // Never sent (a single replica's; in a cluster a commit needs a backup that received
+      // it): a single replica executes only what is durable, so its WAL has the header.
+      const Header* prepare = replica.wal().header_with_op(op);
+      if (prepare == nullptr || prepare->checksum != checksum) return;
+      timestamp = prepare->prepare.timestamp;
+    }
+    const std::string what = "the timestamp " + std::to_string(timestamp) + " of op " +
+                             std::to_string(op) + " (prepared by replica " +
+                             std::to_string(when.primary) + " at tick " +
+                             std::to_string(when.tick) + ")";
+    const auto primary_realtime = static_cast<u64>(when.primary_realtime_ns);
+    const auto highest = static_cast<u64>(when.highest_realtime_ns);
+    if (timestamp < primary_realtime) {
+      fail(options_, what + " is below its primary's wall clock then, " +
+                         std::to_string(primary_realtime));
+    }
+    if (timestamp > highest + timestamp_ahead_max_ns) {
+      fail(options_, what + " is more than " + std::to_string(timestamp_ahead_max_ns) +
+                         " ns above the highest wall clock of the cluster then, " +
+                         std::to_string(highest));
+    }
+    if (timestamp > highest && timestamp - highest > timestamp_ahead_seen_ns_) {
+      timestamp_ahead_seen_ns_ = timestamp - highest;
+    }
+  }
+
+  // Every reply a client receives for one request is the first one: the same header (every
+  // field comes from the prepare: src/vsr/replica_commit.hpp, reply_build()) and the same body,
+  // whichever replica sent it and whether it was executed, replayed or stored.
+  void reply_check(const ClientNode& node, const Message& message) {
+    const Header& header = message.header();
+    if (header.command != Command::reply) return;
+    const ReplySeen seen{.header_checksum = header.checksum,
+                         .body_checksum = tally::checksum(message.body()),
+                         .op = header.reply.op,
+                         .timestamp = header.reply.timestamp};
+    const auto [first, inserted] =
+        replies_seen_.emplace(std::pair<u32, u32>{node.index, header.reply.request}, seen);
+    if (inserted) return;
+    const ReplySeen& expected = first->second;
+    if (seen.body_checksum == expected.body_checksum &&
+        seen.header_checksum == expected.header_checksum) {
+      replies_repeated_ += 1;
+      return;
+    }
+    dump();
+    fail(options_, "client " + std::to_string(node.index) + " request " +
+                       std::to_string(header.reply.request) + ": a later reply (op " +
+                       std::to_string(seen.op) + ", timestamp " + std::to_string(seen.timestamp) +
+                       ", from the primary of view " + std::to_string(header.view) +
+                       ") differs from the first (op " + std::to_string(expected.op) +
+                       ", timestamp " + std::to_string(expected.timestamp) + ") in its " +
+                       (seen.body_checksum != expected.body_checksum ? "body" : "header"));
+  }
 
   void observe(u64 op, Operation operation, std::vector<std::byte> request_body, u64 timestamp,
                std::vector<std::byte> reply_body) {
@@ -1116,6 +1638,7 @@ class Simulation {
           fail(options_, "replica " + std::to_string(node.index) + " committed a different op " +
                              std::to_string(op) + " than another replica");
         }
+        if (inserted) timestamp_check(*node.replica, op, *checksum);
       }
       if (commit > node.checked_op) node.checked_op = commit;
     }
@@ -1125,6 +1648,8 @@ class Simulation {
       std::map<u64, u128> digests;
       for (ReplicaNode& node : replicas_) {
         if (!node.replica || node.replica->status() != vsr::ReplicaStatus::normal) continue;
+        // A syncing replica's commit_min is its target's, its state not yet.
+        if (node.replica->syncing()) continue;
         const u128 digest = node.replica->state_machine().ledger().digest();
         const auto [position, inserted] = digests.emplace(node.replica->commit_min(), digest);
         if (!inserted && position->second != digest) {
@@ -1149,7 +1674,7 @@ class Simulation {
   void dump() const {
     for (const ReplicaNode& node : replicas_) {
       if (!node.replica) {
-        std::fprintf(stderr, "  replica %u: down\n", node.index);
+        std::fprintf(stderr, "  replica %u: %s\n", node.index, node.lost ? "lost" : "down");
         continue;
       }
       const Replica& replica = *node.replica;
@@ -1207,9 +1732,28 @@ class Simulation {
            node.replica->op_checkpoint() + slot_count < op_max;
   }
 
+  bool stale_any() const {
+    for (const ReplicaNode& node : replicas_) {
+      if (replica_stale(node)) return true;
+    }
+    return false;
+  }
+
+  // Whether the stale replicas leave too few others for a view change or a commit: then only
+  // state sync could let the cluster finish (with --lost, one stale survivor can be enough).
+  bool stale_blocks_progress() const {
+    u32 usable = 0;
+    for (const ReplicaNode& node : replicas_) {
+      if (!node.lost && !replica_stale(node)) usable += 1;
+    }
+    const vsr::Quorums quorums = vsr::quorums(options_.replica_count);
+    return usable < quorums.replication || usable < quorums.view_change;
+  }
+
   bool replicas_converged() const {
     std::optional<u64> commit;
     for (const ReplicaNode& node : replicas_) {
+      if (node.lost) continue;
       if (!node.replica || !node.replica->opened()) return false;
       // A stale replica cannot finish a view change either: it cannot hold the view's log.
       if (replica_stale(node)) continue;
@@ -1223,6 +1767,7 @@ class Simulation {
   void final_check() {
     if (!observed_.empty()) fail(options_, "replies of some ops never reached the model");
     for (const ReplicaNode& node : replicas_) {
+      if (node.lost) continue;
       if (replica_stale(node)) {
         stale_ += 1;
         continue;
@@ -1257,8 +1802,10 @@ class Simulation {
   Options options_;
   Prng prng_;
   Prng forger_prng_;  // The forger's own draws: the workload's stay those of a run without it.
+  Prng clock_prng_;    // --clock-skew: the clocks' offsets, drifts and steps.
+  Prng lost_prng_;     // --lost: when, and which replicas besides the primary.
+  Prng isolate_prng_;  // --isolate-primary: when, how and how long.
   journal::Layout layout_;
-  io::sim::Time time_;
   MessagePool pool_;
   std::unique_ptr<Network> network_;
   std::vector<ReplicaNode> replicas_;
@@ -1284,7 +1831,25 @@ class Simulation {
   u64 forged_count_ = 0;
   u64 forged_reshaped_ = 0;  // Draws made distinguishable (forgery_indistinguishable()).
   u64 forger_account_next_ = 0;
+
+  i64 realtime_highest_ns_ = 0;
+  u64 clock_steps_ = 0;
+  u64 timestamp_ahead_seen_ns_ = 0;  // The most a committed timestamp ran ahead of every clock.
+  std::map<std::pair<u32, u64>, u128> prepares_sent_;  // (view, op) -> checksum.
+  std::map<u128, PrepareMade> prepares_made_;           // By checksum.
+  std::map<std::pair<u32, u32>, ReplySeen> replies_seen_;  // (client, request) -> first reply.
+  u64 replies_repeated_ = 0;  // Replies received again, each the first one byte for byte.
+  u64 lost_at_requests_ = 0;
+  u64 end_game_requests_left_ = 0;  // What the clients had still to do when it began.
+  std::optional<u64> lost_tick_;
+  Isolation isolation_;
+  std::array<u64, isolate_mode_count> isolations_{};
 };
+
+void ReplicaBus::send_to_replica(u8 replica, Message* message) {
+  simulation_->replica_sent(replica_, *message);
+  endpoint_->send_to_replica(replica, message);
+}
 
 bool flag_value(const char* argument, const char* name, u64* value) {
   const std::size_t length = std::strlen(name);
@@ -1328,6 +1893,16 @@ int main(int argc, char** argv) {
       options.slow_disk = true;
     } else if (std::strcmp(argument, "--forged") == 0) {
       options.forged = true;
+    } else if (std::strcmp(argument, "--clock-skew") == 0) {
+      options.clock_skew = true;
+    } else if (flag_value(argument, "--lost", &value)) {
+      if (value > replicas_max) {
+        std::fprintf(stderr, "simulator: --lost must be at most %u\n", replicas_max);
+        return 2;
+      }
+      options.lost = static_cast<u8>(value);
+    } else if (std::strcmp(argument, "--isolate-primary") == 0) {
+      options.isolate_primary = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
@@ -1335,11 +1910,42 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
                      "[--ticks=N] [--crashes] [--faults] [--storage-faults] [--slow-disk] "
-                     "[--forged] SEED...\n");
+                     "[--forged] [--clock-skew] [--lost=K] [--isolate-primary] SEED...\n"
+                     "  --clock-skew       each replica's own wall clock: offset up to 3 s "
+                     "either way, drift up to 1%%, now and then a step\n"
+                     "  --lost=K           K replicas (the primary first) crash for good in the "
+                     "first half of the run; K at most replicas - max(replication, view-change "
+                     "quorum); with --storage-faults, faults on replication quorum - 1 - K "
+                     "replicas, refused where that is none\n"
+                     "  --isolate-primary  now and then cut the view's primary off from the other "
+                     "replicas (both ways, outgoing or incoming only) for 10-500 ticks\n");
         return 2;
       }
       seeds.push_back(seed);
     }
+  }
+  if (options.lost > lost_max(options.replica_count)) {
+    std::fprintf(stderr,
+                 "simulator: --lost=%u: a cluster of %u replicas can lose at most %u for good "
+                 "(replicas - max(replication quorum, view-change quorum)) and still make "
+                 "progress\n",
+                 options.lost, options.replica_count, lost_max(options.replica_count));
+    return 2;
+  }
+  if (options.lost > 0 && options.storage_faults && storage_faults_end(options) <= 1) {
+    std::fprintf(stderr,
+                 "simulator: --storage-faults with --lost=%u on %u replicas: a committed op may "
+                 "be held only by the %u replicas of a replication quorum; with %u of them lost, "
+                 "storage faults on any survivor could damage its last copy. Storage faults "
+                 "with --lost need replication quorum - 1 - lost >= 1 (5 or 6 replicas, "
+                 "--lost=1).\n",
+                 options.lost, options.replica_count,
+                 vsr::quorums(options.replica_count).replication, options.lost);
+    return 2;
+  }
+  if (options.isolate_primary && options.replica_count == 1) {
+    std::fprintf(stderr, "simulator: --isolate-primary needs 2 or more replicas\n");
+    return 2;
   }
   if (seeds.empty()) seeds.push_back(1);
   for (const u64 seed : seeds) {

@@ -425,8 +425,7 @@ TEST_SUITE("wire_header") {
 
   TEST_CASE("replica commands without fields: frame rules and an all-zero part") {
     for (const Command command :
-         {Command::ping, Command::pong, Command::get_reply, Command::headers, Command::get_blocks,
-          Command::block}) {
+         {Command::ping, Command::pong, Command::get_reply, Command::headers}) {
       INFO("command: " << name(command));
       const Header valid = frame_make(command, 1024);
       check_breakages(
@@ -438,6 +437,32 @@ TEST_SUITE("wire_header") {
               {"epoch", [](Header& h) { h.epoch = 1; }, HeaderError::epoch_nonzero},
           });
     }
+  }
+
+  TEST_CASE("get_blocks and block: their fields, zero reserved bytes, get_blocks header-only") {
+    Header get_blocks = frame_make(Command::get_blocks, 256);
+    get_blocks.get_blocks.checksum = 5;
+    get_blocks.get_blocks.index = 3;
+    get_blocks.get_blocks.kind = tally::BlockKind::grid_state;
+    CHECK(tally::validate_header(get_blocks) == HeaderError::none);
+    check_breakages(get_blocks,
+                    {
+                        {"reserved[0]", [](Header& h) { h.get_blocks.reserved[0] = 1; },
+                         HeaderError::reserved_nonzero},
+                        {"reserved[98]", [](Header& h) { h.get_blocks.reserved[98] = 1; },
+                         HeaderError::reserved_nonzero},
+                        {"size", [](Header& h) { h.size = 512; }, HeaderError::size_invalid},
+                    });
+    Header block = frame_make(Command::block, 4096);
+    block.block.checksum = 5;
+    block.block.kind = tally::BlockKind::grid_vsr;
+    CHECK(tally::validate_header(block) == HeaderError::none);
+    check_breakages(block, {
+                               {"reserved[0]", [](Header& h) { h.block.reserved[0] = 1; },
+                                HeaderError::reserved_nonzero},
+                               {"reserved[98]", [](Header& h) { h.block.reserved[98] = 1; },
+                                HeaderError::reserved_nonzero},
+                           });
   }
 
   TEST_CASE("prepare_ok commit and get_prepare: header-only with zero reserved bytes") {
