@@ -150,6 +150,10 @@ void Replica<S, Bus, Clock>::sync_target_offered(const Header& header,
   const u64 floor = sync_target_op_ > commit_min_ ? sync_target_op_ : commit_min_;
   if (reference.op <= floor) return;  // Of no use (any more).
   if (primary() && sync_target_op_ == 0) return;  // Primary meanwhile: sync_tick() gives up.
+  // Only a normal backup installs a target: its log (and so any join_view it sends later, its
+  // head at or above the target's op) is then anchored there. In a view change it waits for
+  // the view's start (the target is asked for again).
+  if (status_ != ReplicaStatus::normal) return;
   const CheckpointVsrState state = checkpoint_vsr_state_read(reference);
   const Header& prepare = state.prepare_header;
   if (state.prepare_checksum == 0 || prepare.checksum != state.prepare_checksum ||
@@ -323,6 +327,17 @@ void Replica<S, Bus, Clock>::sync_opened_callback(void* context) {
   self->sync_stage_ = SyncStage::none;
   self->sync_target_op_ = 0;
   self->stats_.syncs_done += 1;
+  // A view change that began while the target was being installed took its join_view headers
+  // from the log as it was then, below the checkpoint now (and a restart brings those back): it
+  // sent none of them (a syncing replica sends no join_view), so it describes its log as it is
+  // now, anchored at the target. Written first, like any join_view's headers.
+  if (self->status_ == ReplicaStatus::view_change && self->log_view_ < self->view_ &&
+      (self->view_headers_.count == 0 ||
+       self->view_headers_.headers[0].prepare.op < self->log_.op_checkpoint())) {
+    self->view_headers_ = self->view_headers_from_log(self->commit_max_);
+    TALLY_ASSERT(self->view_headers_.count > 0 &&
+                 self->view_headers_.headers[0].prepare.op >= self->log_.op_checkpoint());
+  }
   self->superblock_view_wanted_ = true;  // Clears checkpoint_syncing.
   self->superblock_write_next();
   // What it holds of the view's pipeline, acknowledged now that it may.
