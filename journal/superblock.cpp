@@ -78,6 +78,15 @@ const char* superblock_fields_error(const Superblock& superblock) {
     return "checkpoint_syncing without a checkpoint";
   }
   if (superblock.view_headers_count > view_headers_max) return "view_headers_count above 9";
+  if ((superblock.view_headers_blanks_unknown >> superblock.view_headers_count) != 0) {
+    return "view_headers_blanks_unknown names headers beyond the count";
+  }
+  for (u32 index = 0; index < superblock.view_headers_count; index += 1) {
+    const bool unknown = ((superblock.view_headers_blanks_unknown >> index) & 1) != 0;
+    if (unknown && superblock.view_headers[index].checksum != 0) {
+      return "view_headers_blanks_unknown names a header that is not a blank";
+    }
+  }
   for (u32 index = 0; index < view_headers_max; index += 1) {
     const Header& header = superblock.view_headers[index];
     if (index >= superblock.view_headers_count) {
@@ -144,6 +153,7 @@ Superblock superblock_next(const Superblock& parent, const SuperblockUpdate& upd
   next.checkpoint_syncing = update.checkpoint_syncing ? 1 : 0;
   TALLY_ASSERT(update.view_headers.count <= view_headers_max);
   next.view_headers_count = update.view_headers.count;
+  next.view_headers_blanks_unknown = update.view_headers.blanks_unknown;
   for (u32 index = 0; index < view_headers_max; index += 1) {
     if (index < update.view_headers.count) {
       next.view_headers[index] = update.view_headers.headers[index];
@@ -161,6 +171,7 @@ Superblock superblock_next(const Superblock& parent, const SuperblockUpdate& upd
 ViewHeaders superblock_view_headers(const Superblock& superblock) {
   ViewHeaders view_headers;
   view_headers.count = superblock.view_headers_count;
+  view_headers.blanks_unknown = superblock.view_headers_blanks_unknown;
   for (u32 index = 0; index < superblock.view_headers_count; index += 1) {
     view_headers.headers[index] = superblock.view_headers[index];
   }

@@ -110,7 +110,8 @@ static_assert(std::has_unique_object_representations_v<CheckpointReference>);
 //      112    16  vsr_state         view, log_view, commit_max
 //      128  2064  checkpoint        op, commit_timestamp, state (2048 opaque bytes)
 //     2192     4  view_headers_count  0..view_headers_max
-//     2196    12  reserved_view     zero
+//     2196     2  view_headers_blanks_unknown  bit i: header i is a blank for a damaged slot
+//     2198    10  reserved_view     zero
 //     2208  2304  view_headers      prepare headers, newest first; unused ones zero
 //     4512     1  checkpoint_syncing  1: the checkpoint's blocks may not be here yet (state
 //                                     sync: fetched from peers before the checkpoint is read)
@@ -130,7 +131,8 @@ struct Superblock {
   VsrState vsr_state;
   CheckpointReference checkpoint;
   u32 view_headers_count;
-  std::array<u8, 12> reserved_view;
+  u16 view_headers_blanks_unknown;
+  std::array<u8, 10> reserved_view;
   std::array<Header, view_headers_max> view_headers;
   u8 checkpoint_syncing;
   std::array<u8, superblock_copy_size - 4513> reserved;
@@ -200,11 +202,15 @@ struct SuperblockFormatOptions {
 // The view headers an update writes (the superblock's own are zero beyond `count`).
 struct ViewHeaders {
   u32 count = 0;
+  // Bit i: headers[i] is a blank for an op whose WAL slot was damaged when the headers were
+  // taken: the slot may have held that op, acknowledged, so the blank is never a nack (even
+  // once repair has made the slot whole again).
+  u16 blanks_unknown = 0;
   std::array<Header, view_headers_max> headers{};
 
   std::span<const Header> span() const { return std::span(headers).first(count); }
   friend bool operator==(const ViewHeaders& a, const ViewHeaders& b) {
-    if (a.count != b.count) return false;
+    if (a.count != b.count || a.blanks_unknown != b.blanks_unknown) return false;
     for (u32 index = 0; index < a.count; index += 1) {
       if (a.headers[index].checksum != b.headers[index].checksum) return false;
     }

@@ -638,6 +638,20 @@ TEST_SUITE("journal_superblock") {
     superblock.view_headers[2].size = 1;  // Beyond count, not zero.
     superblock.checksum = superblock_checksum(superblock);
     CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    // Blanks of damaged slots: only blanks, only within count.
+    superblock = formatted();  // One header: the root prepare, not a blank.
+    superblock.view_headers_blanks_unknown = 1;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    superblock = formatted();
+    superblock.view_headers_blanks_unknown = 1u << 3;  // Beyond count.
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    // State sync's mark: 0 or 1, and never without a checkpoint.
+    superblock = formatted();
+    superblock.checkpoint_syncing = 1;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
     superblock = formatted();
     superblock.layout.slot_count = 100;
     superblock.checksum = superblock_checksum(superblock);

@@ -185,6 +185,11 @@ journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(u64 commit) c
       header = Header{};
       header.command = Command::prepare;
       header.prepare.op = op;
+      // No header because its slot is damaged: it may have held this op, acknowledged.
+      const journal::Wal<S>& wal = log_.wal();
+      if (op > 0 && log_.header(op) == nullptr && wal.faulty(wal.slot_for_op(op))) {
+        headers.blanks_unknown |= static_cast<u16>(1u << headers.count);
+      }
     }
     newer = entry;
     headers.count += 1;
@@ -222,9 +227,14 @@ void Replica<S, Bus, Clock>::join_view_send() {
     const bool same = !Log<S>::header_blank(view_header) && entry != nullptr &&
                       entry->checksum == view_header.checksum;
     if (same && !log_.dirty(op)) present |= static_cast<u16>(1u << index);
-    // Never a nack for a damaged slot: it may hold this very prepare, acknowledged.
+    // Never a nack for a damaged slot: it may hold this very prepare, acknowledged; nor for a
+    // blank taken while its slot was damaged, though repair may have made the slot whole
+    // since (a nack then let a view change truncate committed ops: found by the simulator).
     const bool faulty = op > 0 && wal.faulty(wal.slot_for_op(op));
-    if (!faulty && (!same || log_.dirty(op))) nacks |= static_cast<u16>(1u << index);
+    const bool unknown = ((view_headers_.blanks_unknown >> index) & 1u) != 0;
+    if (!faulty && !unknown && (!same || log_.dirty(op))) {
+      nacks |= static_cast<u16>(1u << index);
+    }
   }
   header.join_view.op = view_headers_.headers[0].prepare.op;
   header.join_view.commit_min = commit_min_;
@@ -542,6 +552,7 @@ void Replica<S, Bus, Clock>::view_install(base::Message* message) {
   log_view_ = header.view;
   head_uncertain_ = false;  // The view's log says where the head is.
   view_headers_.count = 0;
+  view_headers_.blanks_unknown = 0;  // A start_view's headers have no blanks.
   for (const Header& view_header : held) {
     view_headers_.headers[view_headers_.count] = view_header;
     view_headers_.count += 1;
