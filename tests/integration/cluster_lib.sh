@@ -36,7 +36,7 @@ cleanup() {
   for pid in "${pids[@]}"; do [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -n "${keep:-}" ]] || rm -f "$work"/*.tally
-  rm -f "$work"/*.sector "$work"/stop
+  rm -f "$work"/*.sector "$work"/stop "$work"/hold
 }
 
 say() { echo "$test_name: $*"; }
@@ -54,7 +54,7 @@ fail() {
 # the exit, chooses the ports (addresses) and formats a data file for every replica.
 cluster_setup() {
   mkdir -p "$work"
-  rm -f "$work"/*.tally "$work"/*.log "$work"/*.sector "$work"/stop
+  rm -f "$work"/*.tally "$work"/*.log "$work"/*.sector "$work"/stop "$work"/hold
   trap cleanup EXIT
   # Ports from a range the kernel does not hand out for outgoing connections, chosen at random
   # so that parallel runs rarely meet; a clash shows as exit 16 (address in use) and fails.
@@ -114,7 +114,8 @@ start() {
 # acknowledgement, each acknowledgement stamped with the wall clock (--timestamps).
 workload_start() {
   "$workload" --addresses="$addresses" --batches=10000000 --batch-size="$2" \
-    --pause-ms="$1" --stop-file="$work/stop" --timestamps > "$work/workload.log" 2>&1 &
+    --pause-ms="$1" --stop-file="$work/stop" --hold-file="$work/hold" --timestamps \
+    > "$work/workload.log" 2>&1 &
   workload_pid=$!
 }
 

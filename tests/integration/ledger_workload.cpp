@@ -3,7 +3,7 @@
 // restart them while it runs).
 //
 //   ledger_workload --addresses=A [--batches=N] [--batch-size=N] [--verify-only]
-//                   [--stop-file=PATH] [--timestamps] [--pause-ms=N]
+//                   [--stop-file=PATH] [--hold-file=PATH] [--timestamps] [--pause-ms=N]
 //
 // Creates accounts 1 and 2 (exists is fine: the run may be repeated), then N batches (of 1000
 // transfers by default) from 1 to 2 with ids 1.., amounts 1..7, each reply checked (created,
@@ -16,6 +16,8 @@
 //
 // For a load that lasts as long as its driver needs: --stop-file ends the writes early, before
 // the first batch submitted after PATH exists, and the check then covers the batches written.
+// --hold-file holds the writes while PATH exists (a driver lets a restarted replica catch up
+// without the load running away from its repair), and they go on once it is gone.
 // --timestamps ends each "acknowledged" line with " at_us=T", T the wall clock in microseconds
 // (CLOCK_REALTIME, the clock a shell script reads as EPOCHREALTIME), so that a script can
 // measure the time from an event it caused, such as a kill, to the next acknowledgement.
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   u32 batch_size = 1000;
   bool verify_only = false;
   const char* stop_file = nullptr;
+  const char* hold_file = nullptr;
   bool timestamps = false;
   u32 pause_ms = 0;
   for (int index = 1; index < argc; index += 1) {
@@ -89,6 +92,8 @@ int main(int argc, char** argv) {
       }
     } else if (argument == "--verify-only") {
       verify_only = true;
+    } else if (argument.starts_with("--hold-file=")) {
+      hold_file = argv[index] + std::strlen("--hold-file=");
     } else if (argument.starts_with("--stop-file=")) {
       stop_file = argv[index] + std::strlen("--stop-file=");
     } else if (argument == "--timestamps") {
@@ -99,7 +104,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: ledger_workload --addresses=A [--batches=N] [--batch-size=N] "
-                   "[--verify-only] [--stop-file=PATH] [--timestamps] [--pause-ms=N]\n");
+                   "[--verify-only] [--stop-file=PATH] [--hold-file=PATH] [--timestamps] "
+                   "[--pause-ms=N]\n");
       return 2;
     }
   }
@@ -128,6 +134,10 @@ int main(int argc, char** argv) {
     std::vector<CreateTransferResult> results(batch_size);
     const auto start = std::chrono::steady_clock::now();
     for (u64 batch = 0; batch < batches; batch += 1) {
+      while (hold_file != nullptr && access(hold_file, F_OK) == 0 &&
+             (stop_file == nullptr || access(stop_file, F_OK) != 0)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
       if (stop_file != nullptr && access(stop_file, F_OK) == 0) {
         batches = batch;
         break;
