@@ -426,8 +426,12 @@ class CheckpointSync {
         grid_block_verify(block, target_.manifest[manifest_index_], GridBlockKind::manifest,
                           manifest_index_);
     // Verified by checksum against the target's own reference: what the peer's checkpoint
-    // wrote. Its references are checked for range as they are walked.
-    TALLY_ASSERT(payload.size() % sizeof(BlockReference) == 0);
+    // wrote, so whole references (checked for range as they are walked). Anything else came
+    // with a forged target: refused, not asserted.
+    if (payload.size() % sizeof(BlockReference) != 0) {
+      abort_invalid();
+      return;
+    }
     TALLY_ASSERT(payload.size() <= manifest_.capacity());
     std::memcpy(manifest_.data(), payload.data(), payload.size());
     manifest_count_ = static_cast<u32>(payload.size() / sizeof(BlockReference));
