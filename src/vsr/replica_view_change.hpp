@@ -231,7 +231,7 @@ void Replica<S, Bus, Clock>::join_view_send() {
     // blank taken while its slot was damaged, though repair may have made the slot whole
     // since (a nack then let a view change truncate committed ops: found by the simulator).
     const bool faulty = op > 0 && wal.faulty(wal.slot_for_op(op));
-    const bool unknown = ((view_headers_.blanks_unknown >> index) & 1u) != 0;
+    const bool unknown = ((u32{view_headers_.blanks_unknown} >> index) & 1u) != 0;
     if (!faulty && !unknown && (!same || log_.dirty(op))) {
       nacks |= static_cast<u16>(1u << index);
     }
