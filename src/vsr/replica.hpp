@@ -46,6 +46,7 @@
 // ticks and storage completions are the only inputs.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <optional>
@@ -480,7 +481,10 @@ class Replica {
   // A damaged slot may hold an op above the head that this replica acknowledged (opening):
   // until a view's log tells it where its head is, its do_view_changes say so.
   bool head_uncertain_ = false;
-  u64 view_head_ = 0;        // That log's head.
+  // The head of the view's log as far as this replica knows it: a new primary's chosen head; a
+  // backup's, from its start_view and the primary's prepares since (what it asks headers up to:
+  // the pipeline's ops of an older view come to it only as repairs, by checksum).
+  u64 view_head_ = 0;
   u32 get_view_asked_ = 0;   // The view last asked for with get_view.
   Timeout vote_timeout_{"vote", view_change_message_ticks};
   Timeout join_view_timeout_{"join_view", view_change_message_ticks};

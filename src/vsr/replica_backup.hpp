@@ -41,14 +41,19 @@ void Replica<S, Bus, Clock>::on_prepare(base::Message* message) {
 // A prepare or commit of a later view: the cluster moved on without this replica, which asks
 // that view's primary for its start_view (a backup follows a new view only through it): once
 // for each view it hears of, and again each get_view timeout. Always the view just heard of,
-// not the highest: a view nobody started (a forged message's) must not hide the real one.
+// not the highest: a view nobody started (a forged message's) must not hide the real one. The
+// view last asked for counts as asked only while the get_view timeout runs: a view start stops
+// it, and a view asked for before (perhaps by a forgery, before it began) is asked again.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::later_view_heard(u32 view) {
   TALLY_ASSERT(view > view_);
-  if (view == get_view_asked_ && !get_view_timeout_.fired()) return;
+  if (view == get_view_asked_ && get_view_timeout_.ticking() && !get_view_timeout_.fired()) {
+    return;
+  }
   get_view_asked_ = view;
   get_view_timeout_.start();
   get_view_send(view);
+  TALLY_ASSERT(get_view_timeout_.ticking() && get_view_asked_ > view_);
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -64,6 +69,7 @@ void Replica<S, Bus, Clock>::prepare_from_primary(base::Message* message) {
   const u64 op = header.prepare.op;
   if (header.prepare.commit > commit_max_) commit_max_ = header.prepare.commit;
   if (op > op_seen_max_) op_seen_max_ = op;  // State sync's trigger (replica_sync.hpp).
+  if (op > view_head_) view_head_ = op;      // In the view's log: the primary never truncates.
   if (op > op_prepare_max()) {
     stats_.prepares_ignored += 1;
     return;

@@ -44,9 +44,10 @@ void Replica<S, Bus, Clock>::repair_tick() {
                     (status_ == ReplicaStatus::view_change && log_chosen_));
   const bool repairing_backup = status_ == ReplicaStatus::normal && !primary();
   if (!repairing_primary && !repairing_backup) return;
-  // A backup behind the primary's commit asks for the headers after its head: they become its
-  // log's entries, and their prepares are fetched like any other.
-  if (repairing_backup && commit_max_ > log_.op() && log_.op() < op_prepare_max()) {
+  // A backup behind the primary's commit or the view's head asks for the headers after its
+  // own head: they become its log's entries, and their prepares are fetched like any other.
+  if (repairing_backup && std::max(commit_max_, view_head_) > log_.op() &&
+      log_.op() < op_prepare_max()) {
     get_headers_send();
   }
   const u64 chained = log_.chain_min();
@@ -251,12 +252,13 @@ void Replica<S, Bus, Clock>::repair_read_callback(typename journal::Wal<S>::Read
   self->pool().unref(message);
 }
 
-// Asks the primary for the headers of the ops after the head, up to a pipeline's worth.
+// Asks the primary for the headers of the ops after the head, up to a pipeline's worth, up to
+// the view's head or commit as known here.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::get_headers_send() {
   TALLY_ASSERT(status_ == ReplicaStatus::normal && !primary());
   u64 op_max = log_.op() + pipeline_max;
-  if (op_max > commit_max_) op_max = commit_max_;
+  op_max = std::min(op_max, std::max(commit_max_, view_head_));
   if (op_max > op_prepare_max()) op_max = op_prepare_max();
   if (op_max <= log_.op()) return;
   base::Message* message = pool().get();

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "doctest/doctest.h"
@@ -43,8 +44,8 @@ struct Endpoint {
   MessagePool& pool();
 };
 
-// Delivers every message in send order; a replica can be cut off (messages to and from it are
-// lost) to model a crash or a partition.
+// Delivers every message in send order; a replica can be cut off (`down`: messages to and from
+// it are lost) to model a partition.
 struct Network {
   struct Packet {
     bool to_client;
@@ -143,7 +144,8 @@ struct Cluster {
     for (const Node& node : nodes) {
       if (!node.replica) continue;
       MESSAGE("replica " << int(node.replica->replica()) << ": "
-                         << vsr::name(node.replica->status()) << " view " << node.replica->view()
+                         << std::string(vsr::name(node.replica->status())) << " view "
+                         << node.replica->view()
                          << " log_view " << node.replica->log_view() << " op "
                          << node.replica->op() << " commit " << node.replica->commit_min());
     }
@@ -182,7 +184,14 @@ struct Cluster {
         }
         Node& node = nodes[packet.replica];
         if (network.tamper) network.tamper(packet);
-        if (node.replica && !network.down[packet.replica]) node.replica->on_message(packet.message);
+        // A replica's own messages name it; a client's (request, ping_client) do not.
+        const Header& header = packet.message->header();
+        const bool from_replica =
+            header.command != Command::request && header.command != Command::ping_client;
+        const bool lost = network.down[packet.replica] ||
+                          (from_replica && header.replica < replicas_max &&
+                           network.down[header.replica]);
+        if (node.replica && !lost) node.replica->on_message(packet.message);
         network.pool.unref(packet.message);
       }
     }
@@ -297,8 +306,9 @@ struct TestClient {
 
   std::optional<Header> create_accounts(std::span<const Account> accounts,
                                         std::vector<std::byte>* reply,
-                                        u8 replica = primary_current) {
-    return submit(request_make(Operation::create_accounts, body_of(accounts)), replica, reply);
+                                        u8 replica = primary_current, u32 steps = 200) {
+    return submit(request_make(Operation::create_accounts, body_of(accounts)), replica, reply,
+                  steps);
   }
 };
 
@@ -805,6 +815,44 @@ TEST_CASE("replica cluster of three: a forged commit of another primary's view i
   CHECK(cluster.replica(2).commit_min() == cluster.replica(0).commit_min());
 }
 
+TEST_CASE("replica cluster of three: a deposed primary asks again for a view a forgery named") {
+  // Goal: the regression of a forged commit freezing a deposed primary (simulator seed
+  // 1865695336787907721 on the tree before the fix). The forgery named view 2, not yet started,
+  // while replica 1 was changing to view 1: it asked for view 2 then. Starting view 1 stopped
+  // its get_view timeout, and when view 2 really began without it, the commits of view 2 it
+  // heard counted as asked already: it stayed primary of view 1 for good.
+  Cluster cluster(3);
+  TestClient client{cluster, 63};
+  REQUIRE(client.register_session().has_value());
+  const auto run_until = [&cluster](auto&& done) {
+    for (u32 step = 0; step < 3000 && !done(); step += 1) cluster.step();
+    return done();
+  };
+  // Replica 0 cut off: replicas 1 and 2 change to view 1, replica 1's.
+  cluster.network.down[0] = true;
+  REQUIRE(run_until([&] {
+    return cluster.replica(1).view() == 1 &&
+           cluster.replica(1).status() == vsr::ReplicaStatus::view_change;
+  }));
+  deliver(cluster, 1, forged_make(cluster, Command::commit, 2, 2, {},
+                                  [](Header& header) { header.commit.commit = 1; }));
+  REQUIRE(run_until([&] { return cluster.replica(1).primary_normal(); }));
+  REQUIRE(cluster.replica(1).view() == 1);
+  // Now replica 1 cut off: replicas 0 and 2 change to view 2, replica 2's.
+  cluster.network.down[1] = true;
+  cluster.network.down[0] = false;
+  REQUIRE(run_until([&] { return cluster.replica(2).primary_normal(); }));
+  REQUIRE(cluster.replica(2).view() == 2);
+  // Healed: replica 1 hears view 2's commits, asks for its start_view, and follows it.
+  cluster.network.down[1] = false;
+  cluster.settle();
+  CHECK(cluster.replica(1).view() == 2);
+  const Account accounts[] = {account_make(1)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::reply);
+}
+
 TEST_CASE("replica cluster of three: forged prepares reach neither an assertion nor a WAL") {
   // Goal: the regression of a forged prepare (an operation no state machine knows) killing a
   // backup, and, sent to the primary after a forged higher-view commit, being written to its
@@ -899,6 +947,54 @@ bool run_until_synced(Cluster& nodes, u8 index, u64 syncs_before, u32 steps_max 
 }
 
 }  // namespace
+
+TEST_CASE("replica cluster of three: a backup learns a view's pipeline of an older view") {
+  // Goal: the regression of a backup that took a view whose head its WAL could not hold yet
+  // (simulator seed 3314946201758508660 before the fix). It caught up to commit_max, but the
+  // pipeline's ops, prepared in an older view, reached it only as retransmissions, which it
+  // took for unexpected repair answers: the view's primary, its only peer, committed nothing
+  // again. The view's head, known from its start_view, is what it asks headers up to.
+  Cluster cluster(3);
+  const u64 slot_count = cluster.layout.config().slot_count;
+  TestClient client{cluster, 64};
+  TestClient waiting[] = {{cluster, 65}, {cluster, 66}, {cluster, 67}, {cluster, 68}};
+  REQUIRE(client.register_session().has_value());
+  for (TestClient& other : waiting) REQUIRE(other.register_session().has_value());
+  // Replica 1 down from here: replicas 0 and 2 go nearly a WAL past it.
+  cluster.crash(1);
+  const u64 behind = cluster.replica(2).commit_min();
+  accounts_submit(client, 1, slot_count - behind - 2);
+  // Replica 2 lost for good; replica 0 prepares what nobody acknowledges, above what replica
+  // 1's WAL can hold (up to its checkpoint plus a WAL).
+  cluster.crash(2);
+  u128 id = slot_count;
+  for (TestClient& other : waiting) {
+    const Account accounts[] = {account_make(id)};
+    id += 1;
+    CHECK_FALSE(other.create_accounts(accounts, nullptr).has_value());
+  }
+  const u64 head = cluster.replica(0).op();
+  REQUIRE(head > slot_count);
+  REQUIRE(head <= behind + slot_count);  // Repair, not state sync, brings replica 1 back.
+  // Replica 0 restarts (a primary does not keep its role by itself) and replica 1 comes back.
+  cluster.crash(0);
+  cluster.open(0);
+  cluster.open(1);
+  // Replica 0's log is the view's, pipeline and all (the only log with that head).
+  bool committed = false;
+  for (u32 step = 0; step < 20'000 && !committed; step += 1) {
+    cluster.step();
+    committed = cluster.replica(0).commit_min() >= head && cluster.replica(1).commit_min() >= head;
+  }
+  CAPTURE(cluster.replica(0).view());
+  CAPTURE(cluster.replica(1).op());
+  CHECK(committed);
+  const Account accounts[] = {account_make(id)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr,
+                                                             TestClient::primary_current, 3000);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::reply);
+}
 
 TEST_CASE("replica cluster of three: a backup a WAL behind syncs a peer's checkpoint") {
   // Goal: a backup down while the cluster moves more than a WAL past it cannot repair the ops it

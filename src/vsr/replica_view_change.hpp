@@ -504,6 +504,7 @@ void Replica<S, Bus, Clock>::on_view(base::Message* message) {
   if (status_ == ReplicaStatus::normal && header.view == log_view_) {
     // Catching up in its own view: the headers above its head become entries, nothing it holds
     // (and may have acknowledged in this view) is dropped.
+    view_head_ = std::max(view_head_, header.view_command.op);
     on_headers(message);
     return;
   }
@@ -550,6 +551,7 @@ void Replica<S, Bus, Clock>::view_install(base::Message* message) {
   TALLY_ASSERT(log_.op() == head);
   view_ = header.view;
   log_view_ = header.view;
+  view_head_ = header.view_command.op;  // Above `head` where the WAL cannot hold it yet.
   head_uncertain_ = false;  // The view's log says where the head is.
   view_headers_.count = 0;
   view_headers_.blanks_unknown = 0;  // A start_view's headers have no blanks.
