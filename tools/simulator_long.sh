@@ -10,65 +10,99 @@
 # 1. Runs reporting stale replicas (fallen out of the WAL window: needs state sync, not
 # implemented) are counted separately.
 #
-# Usage: tools/simulator_long.sh [minutes] [simulator binary]
-#   defaults: 10 minutes, the binary of build/release.
-# Example: tools/simulator_long.sh 60
+# Usage: tools/simulator_long.sh [minutes] [simulator binary] [jobs]
+#   defaults: 10 minutes, the binary of build/release, 1 job. With several jobs, that many
+#   runs go at once (each its own seeds); the first failure stops them all.
+# Example: tools/simulator_long.sh 60 build/release/tests/simulator/simulator 2
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 minutes=${1:-10}
 binary=${2:-$root/build/release/tests/simulator/simulator}
+jobs=${3:-1}
 if [[ ! -x "$binary" ]]; then
   echo "simulator_long: no simulator binary; build one (tools/build.sh) or pass its path" >&2
   exit 2
 fi
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "simulator_long: jobs must be a positive number, not '$jobs'" >&2
+  exit 2
+fi
 
 deadline=$((SECONDS + minutes * 60))
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+# One job: random runs until the deadline, a failure, or another job's failure; its counts go
+# to $results/<job>.
+worker() {
+  local job=$1 runs=0 stale=0
+  # Each job draws its own choices: a background job would repeat its parent's RANDOM sequence.
+  RANDOM=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+  while ((SECONDS < deadline)) && [[ ! -e "$results/failed" ]]; do
+    # 63 random bits from the kernel: the seed is printed with any failure.
+    seed=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
+    seed=$((seed & 0x7fffffffffffffff))
+    replicas=$((RANDOM % 6 + 1))
+    clients=$((RANDOM % 8 + 1))
+    requests=$((RANDOM % 150 + 10))
+    arguments=(--replicas="$replicas" --clients="$clients" --requests="$requests" --faults)
+    # What the cluster can lose for good: replicas - max(replication, view-change quorum), and
+    # the replication quorum (src/vsr/quorums.hpp), for 1..6 replicas.
+    lost_max=(0 0 0 1 1 2 2)
+    replication=(0 1 2 2 2 3 3)
+    lost=0
+    if ((lost_max[replicas] > 0 && RANDOM % 3 == 0)); then
+      lost=$((RANDOM % lost_max[replicas] + 1))
+      arguments+=(--lost="$lost")
+    fi
+    if ((RANDOM % 2 == 0)); then
+      arguments+=(--crashes)
+    fi
+    if ((RANDOM % 2 == 0 && (lost == 0 || replication[replicas] - 1 - lost >= 1))); then
+      arguments+=(--storage-faults)
+    fi
+    if ((RANDOM % 4 == 0)); then
+      arguments+=(--slow-disk)
+    fi
+    if ((RANDOM % 3 == 0)); then
+      arguments+=(--forged)
+    fi
+    if ((RANDOM % 3 == 0)); then
+      arguments+=(--clock-skew)
+    fi
+    if ((replicas > 1 && RANDOM % 3 == 0)); then
+      arguments+=(--isolate-primary)
+    fi
+    if ! output=$("$binary" "${arguments[@]}" "$seed" 2>&1); then
+      if mkdir "$results/failed" 2>/dev/null; then
+        echo "$output" >&2
+        echo "simulator_long: FAILED (job $job, after its $runs runs); reproduce with:" >&2
+        echo "  $binary ${arguments[*]} $seed" >&2
+      fi
+      break
+    fi
+    runs=$((runs + 1))
+    if [[ "$output" != *", 0 stale"* ]]; then
+      stale=$((stale + 1))
+    fi
+  done
+  echo "$runs $stale" > "$results/$job"
+}
+
+for ((job = 1; job <= jobs; job += 1)); do
+  worker "$job" &
+done
+wait
 runs=0
 stale=0
-while ((SECONDS < deadline)); do
-  # 63 random bits from the kernel: the seed is printed with any failure.
-  seed=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')
-  seed=$((seed & 0x7fffffffffffffff))
-  replicas=$((RANDOM % 6 + 1))
-  clients=$((RANDOM % 8 + 1))
-  requests=$((RANDOM % 150 + 10))
-  arguments=(--replicas="$replicas" --clients="$clients" --requests="$requests" --faults)
-  # What the cluster can lose for good: replicas - max(replication, view-change quorum), and the
-  # replication quorum (src/vsr/quorums.hpp), for 1..6 replicas.
-  lost_max=(0 0 0 1 1 2 2)
-  replication=(0 1 2 2 2 3 3)
-  lost=0
-  if ((lost_max[replicas] > 0 && RANDOM % 3 == 0)); then
-    lost=$((RANDOM % lost_max[replicas] + 1))
-    arguments+=(--lost="$lost")
-  fi
-  if ((RANDOM % 2 == 0)); then
-    arguments+=(--crashes)
-  fi
-  if ((RANDOM % 2 == 0 && (lost == 0 || replication[replicas] - 1 - lost >= 1))); then
-    arguments+=(--storage-faults)
-  fi
-  if ((RANDOM % 4 == 0)); then
-    arguments+=(--slow-disk)
-  fi
-  if ((RANDOM % 3 == 0)); then
-    arguments+=(--forged)
-  fi
-  if ((RANDOM % 3 == 0)); then
-    arguments+=(--clock-skew)
-  fi
-  if ((replicas > 1 && RANDOM % 3 == 0)); then
-    arguments+=(--isolate-primary)
-  fi
-  if ! output=$("$binary" "${arguments[@]}" "$seed" 2>&1); then
-    echo "$output" >&2
-    echo "simulator_long: FAILED after $runs runs; reproduce with:" >&2
-    echo "  $binary ${arguments[*]} $seed" >&2
-    exit 1
-  fi
-  runs=$((runs + 1))
-  if [[ "$output" != *", 0 stale"* ]]; then
-    stale=$((stale + 1))
-  fi
+for ((job = 1; job <= jobs; job += 1)); do
+  read -r job_runs job_stale < "$results/$job"
+  runs=$((runs + job_runs))
+  stale=$((stale + job_stale))
 done
-echo "simulator_long: $runs runs passed ($stale with a stale replica) in $minutes minutes"
+if [[ -e "$results/failed" ]]; then
+  echo "simulator_long: $runs runs passed before the failure above" >&2
+  exit 1
+fi
+echo "simulator_long: $runs runs passed ($stale with a stale replica) in $minutes minutes," \
+  "$jobs at a time"

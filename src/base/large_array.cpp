@@ -15,6 +15,9 @@ namespace {
 constexpr std::size_t page_size = 4096;
 constexpr std::size_t huge_page_size = std::size_t{2} << 20;
 
+// Whether large mappings ask for huge pages (pages_huge_set()).
+bool huge_pages_wanted = true;
+
 std::size_t pages_round_up(std::size_t size) {
   return (size + page_size - 1) / page_size * page_size;
 }
@@ -24,7 +27,7 @@ std::size_t pages_round_up(std::size_t size) {
 void* pages_reserve(std::size_t size) {
   TALLY_ASSERT(size > 0);
   const std::size_t length = pages_round_up(size);
-  const bool huge = length >= huge_page_size;
+  const bool huge = huge_pages_wanted && length >= huge_page_size;
   // Over-reserve by one huge page, then trim both ends so the mapping starts on a 2 MiB boundary.
   const std::size_t reserved = huge ? length + huge_page_size : length;
   void* mapping = mmap(nullptr, reserved, PROT_READ | PROT_WRITE,
@@ -49,6 +52,8 @@ void* pages_reserve(std::size_t size) {
   (void)madvise(pages, length, MADV_HUGEPAGE);
   return pages;
 }
+
+void pages_huge_set(bool wanted) { huge_pages_wanted = wanted; }
 
 void pages_release(void* pages, std::size_t size) {
   TALLY_ASSERT(pages != nullptr);

@@ -22,6 +22,11 @@ namespace tally::base {
 // Page-granular zeroed memory. Returns nullptr only if the kernel refuses the reservation.
 void* pages_reserve(std::size_t size);
 void pages_release(void* pages, std::size_t size);
+// Whether later reservations of 2 MiB and more ask for transparent huge pages (the default:
+// random reads of the tables miss the TLB less). A process that touches a few scattered pages of
+// many short-lived reservations (the simulator, restarting replicas all the time) pays less
+// with small ones: a huge page is zeroed whole on its first touch.
+void pages_huge_set(bool wanted);
 // Gives the pages back to the kernel and makes them read as zero again, keeping the reservation.
 void pages_zero(void* pages, std::size_t size);
 // Commits every page now, so that the hot path never takes a page fault (and the kernel never
