@@ -26,11 +26,23 @@
 #include <cstddef>
 #include <span>
 
+#include "src/base/assert.hpp"
 #include "tally/types.hpp"
 
 namespace tally::journal {
 
 inline constexpr u32 sector_size = 4096;
+
+// A byte size rounded up to whole sectors: what an O_DIRECT read or write of that many bytes
+// moves (300 -> 4096, 4096 -> 4096, 4097 -> 8192). Of the caller's own type, so that a u32 size
+// stays a u32.
+template <std::unsigned_integral T>
+constexpr T sector_ceil(T size) {
+  const T result = static_cast<T>((size + sector_size - 1) / sector_size * sector_size);
+  // No wrap past the type's end, and less than a sector added.
+  TALLY_ASSERT(result >= size && result - size < sector_size);
+  return result;
+}
 
 enum class ReadResult : u8 { ok, error };
 

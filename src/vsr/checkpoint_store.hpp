@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <span>
 
@@ -201,6 +202,10 @@ class CheckpointStore {
     durable_ = written_;
     phase_ = Phase::idle;
     TALLY_ASSERT(durable_.manifest_reference_count == reference_total(durable_.state_machine));
+    // Acquired is exactly what the durable checkpoint references, as open() rebuilds it after a
+    // restart (read_pump()): the sessions block, the manifest blocks and the blocks they name.
+    TALLY_ASSERT(free_set_.acquired_count() == u64{1} + durable_.manifest_block_count +
+                                                   durable_.manifest_reference_count);
     invariants();
   }
 
@@ -232,6 +237,8 @@ class CheckpointStore {
     for (u32 index = 0; index < state.manifest_block_count; index += 1) {
       reference_acquire(state.manifest[index].address);
     }
+    // Each a distinct block (reference_acquire() stops on a second reference to one).
+    TALLY_ASSERT(free_set_.acquired_count() == u64{1} + state.manifest_block_count);
     manifest_next_ = 0;
     phase_ = Phase::read_manifest;
     read_pump();
@@ -276,7 +283,10 @@ class CheckpointStore {
 
   std::span<std::byte> buffer(u32 index) {
     TALLY_ASSERT(index < io_depth);  // Addressed by hand, past the array's own bounds check.
-    return {buffers_.data() + u64{index} * block_size, block_size};
+    std::byte* data = buffers_.data() + u64{index} * block_size;
+    // Read and written with O_DIRECT: on a sector, as the pages and block_size are.
+    TALLY_ASSERT(reinterpret_cast<std::uintptr_t>(data) % journal::sector_size == 0);
+    return {data, block_size};
   }
 
   IoSlot* slot_acquire() {
@@ -311,6 +321,8 @@ class CheckpointStore {
                   "the data file's grid (%lu blocks) is full: the checkpoint needs more blocks",
                   static_cast<unsigned long>(free_set_.block_count()));
     }
+    // Copy-on-write: a block for the next checkpoint, none the durable one references.
+    TALLY_ASSERT(free_set_.staged(*address));
     return *address;
   }
 
@@ -319,9 +331,9 @@ class CheckpointStore {
     // Copy-on-write: a block staged for the next checkpoint, never one the durable checkpoint
     // references.
     TALLY_ASSERT(free_set_.staged(address), "grid block %u is not staged", address);
-    const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
-                       journal::sector_size;
+    const u32 padded = journal::sector_ceil(size);
     std::span<std::byte> data = buffer(slot->buffer_index);
+    TALLY_ASSERT(padded <= data.size());  // Grid blocks are whole sectors.
     std::memset(data.data() + size, 0, padded - size);
     storage_.write(&slot->write, write_callback, data.first(padded),
                    layout_.grid_block_offset(address));
@@ -342,8 +354,11 @@ class CheckpointStore {
             *ahead_state_machine_, static_cast<state_machine::CheckpointTable>(table), index,
             buffer(slot->buffer_index));
         BlockReference& reference = manifest_[table][index];
+        // Staged by seal_ahead() with its checksum to come: each block is encoded once.
+        TALLY_ASSERT(reference.checksum == 0);
         std::memcpy(&reference.checksum, buffer(slot->buffer_index).data(),
                     sizeof(reference.checksum));
+        TALLY_ASSERT(reference.checksum != 0);  // Encoded: no longer the placeholder.
         grid_write(slot, reference.address, size);
         blocks_written_ahead_ += 1;
       }
@@ -392,6 +407,8 @@ class CheckpointStore {
         TALLY_ASSERT(grid_block_header_size + size <= block_size);
         std::memcpy(data.data() + grid_block_header_size, entries.data(), size);
         const u128 checksum = grid_block_seal(data, GridBlockKind::sessions, 0, size);
+        // A checksum of 0 would read as "no sessions block" (read_pump()).
+        TALLY_ASSERT(checksum != 0);
         if (durable_.sessions.checksum != 0) {
           free_set_.release_at_commit(durable_.sessions.address);
         }
@@ -430,8 +447,7 @@ class CheckpointStore {
         TALLY_ASSERT(sessions_->reply_available(index));
         std::span<std::byte> reply = sessions_->reply_buffer(index);
         const u32 size = entry.reply.size;
-        const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
-                           journal::sector_size;
+        const u32 padded = journal::sector_ceil(size);
         TALLY_ASSERT(size >= header_size && padded <= reply.size());
         std::memset(reply.data() + size, 0, padded - size);
         storage_.write(&slot->write, write_callback, reply.first(padded),
@@ -454,6 +470,9 @@ class CheckpointStore {
         const u32 block = manifest_next_;
         manifest_next_ += 1;
         const u32 first = block * manifest_references_per_block;
+        // Fewer blocks than ceil(references / per block): this one's first reference exists,
+        // and the count below does not wrap.
+        TALLY_ASSERT(first < written_.manifest_reference_count);
         u32 count = written_.manifest_reference_count - first;
         if (count > manifest_references_per_block) count = manifest_references_per_block;
         TALLY_ASSERT(block < manifest_blocks_max && count > 0);
@@ -465,6 +484,7 @@ class CheckpointStore {
         }
         const u32 size = count * static_cast<u32>(sizeof(BlockReference));
         const u128 checksum = grid_block_seal(data, GridBlockKind::manifest, block, size);
+        TALLY_ASSERT(checksum != 0);  // A reference's 0 names no block (reference_in_range()).
         const u32 address = stage_or_stop();
         written_.manifest[block] = BlockReference{.checksum = checksum, .address = address,
                                                   .reserved = {}};
@@ -501,6 +521,7 @@ class CheckpointStore {
   static void write_callback(typename S::Write* write) {
     auto* slot = static_cast<IoSlot*>(write->context);
     CheckpointStore* self = slot->store;
+    TALLY_ASSERT(write == &slot->write);
     // Writes: the write-ahead's between checkpoints, a checkpoint's while it is written.
     TALLY_ASSERT(self->phase_ == Phase::idle || self->phase_ == Phase::write_state ||
                  self->phase_ == Phase::write_sessions || self->phase_ == Phase::write_replies ||
@@ -550,6 +571,9 @@ class CheckpointStore {
         }
         IoSlot* slot = slot_acquire();
         TALLY_ASSERT(slot != nullptr);  // Nothing else is in flight.
+        // Within the superblock's references (open() stops on a count above them).
+        TALLY_ASSERT(manifest_next_ < durable_.manifest_block_count &&
+                     manifest_next_ < manifest_blocks_max);
         slot->tag = manifest_next_;
         grid_read(slot, durable_.manifest[manifest_next_].address);
         return;
@@ -599,8 +623,7 @@ class CheckpointStore {
           session_next_ += 1;
           continue;
         }
-        const u32 padded = (entry.reply.size + journal::sector_size - 1) /
-                           journal::sector_size * journal::sector_size;
+        const u32 padded = journal::sector_ceil(entry.reply.size);
         if (entry.reply.size < header_size || padded > sessions_->reply_buffer(index).size()) {
           // A size no reply has (the sessions block came from a peer's checkpoint, or a bug):
           // the reply counts as damaged, and nothing is read.
@@ -624,8 +647,12 @@ class CheckpointStore {
   static void read_callback(typename S::Read* read) {
     auto* slot = static_cast<IoSlot*>(read->context);
     CheckpointStore* self = slot->store;
+    TALLY_ASSERT(read == &slot->read);
     TALLY_ASSERT(self->phase_ == Phase::read_manifest || self->phase_ == Phase::read_state ||
                  self->phase_ == Phase::read_sessions || self->phase_ == Phase::read_replies);
+    // read_done() takes the blocks from the slot's buffer (a reply goes to its session's).
+    TALLY_ASSERT(self->phase_ == Phase::read_replies ||
+                 read->buffer.data() == self->buffer(slot->buffer_index).data());
     self->read_done(slot, read->result == journal::ReadResult::ok);
     self->slot_release(slot);
     self->read_pump();
@@ -718,8 +745,12 @@ class CheckpointStore {
   // O(tables): the I/O count within its slots, the cursors in order.
   void invariants() const {
     TALLY_ASSERT(in_flight_ <= io_depth && work_next_ <= work_count_);
+    // The superblock holds at most manifest_blocks_max references (write and open stop above).
+    TALLY_ASSERT(manifest_next_ <= manifest_blocks_max);
     for (u32 table = 0; table < table_count; table += 1) {
       TALLY_ASSERT(ahead_issued_[table] <= ahead_staged_[table]);
+      // Blocks are staged ahead only from a state machine seal_ahead() was given.
+      TALLY_ASSERT(ahead_staged_[table] == 0 || ahead_state_machine_ != nullptr);
     }
   }
 

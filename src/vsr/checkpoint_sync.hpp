@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <span>
@@ -51,6 +52,8 @@ inline u32 grid_vsr_block_intact(std::span<const std::byte> block, u128 checksum
   if (header.checksum != checksum || header.size > block.size() - grid_block_header_size) {
     return 0;
   }
+  // The bytes checksummed below lie within the block (the size was checked against it).
+  TALLY_ASSERT(u64{grid_block_header_size} + header.size <= block.size());
   if (tally::checksum(block.subspan(32, grid_block_header_size - 32 + header.size)) !=
       checksum) {
     return 0;
@@ -138,6 +141,8 @@ class CheckpointSync {
     TALLY_ASSERT(!active() && idle());
     TALLY_ASSERT(op > 0 && target.prepare_checksum != 0);
     TALLY_ASSERT(target.manifest_block_count <= manifest_blocks_max);
+    // Both run later, from a completion or from tick(): there is no "nobody listens".
+    TALLY_ASSERT(callback != nullptr && wanted != nullptr);
     op_ = op;
     target_ = target;
     callback_ = callback;
@@ -182,6 +187,11 @@ class CheckpointSync {
       if (slot.state != SlotState::wanted) continue;
       TALLY_ASSERT(active());  // abort() gave up every wanted piece.
       if (slot.asked > 0 && slot.since_asked < resend_ticks) continue;
+      // What the peer's validate_get_blocks() accepts: a checksum, and an index within the
+      // grid or the sessions (piece_start() took it from a reference in range).
+      TALLY_ASSERT(slot.checksum != 0);
+      TALLY_ASSERT(slot.kind == BlockKind::reply ? slot.index < clients_max_
+                                                 : slot.index < layout_.config().grid_block_count);
       visit(BlockWant{.kind = slot.kind, .index = slot.index, .checksum = slot.checksum,
                       .asked = slot.asked});
       slot.asked += 1;
@@ -199,6 +209,8 @@ class CheckpointSync {
       if (slot.kind != BlockKind::reply || slot.wanted_ticks < reply_wait_ticks) continue;
       TALLY_ASSERT(phase_ == Phase::replies);  // Only replies are ever left out.
       replies_left_out_ += 1;
+      // Each session's reply is walked once per target: left out at most once.
+      TALLY_ASSERT(replies_left_out_ <= clients_max_);
       slot_release(&slot);
     }
     pump();
@@ -208,6 +220,8 @@ class CheckpointSync {
   // A peer's answer. Taken if a slot wants exactly this piece and the data is it: then it is
   // written in place. False if not taken (unwanted, duplicate, or not the piece).
   bool on_block(BlockKind kind, u32 index, u128 checksum, std::span<const std::byte> data) {
+    // Validated, and a checkpoint's reference goes to the replica's target search instead.
+    TALLY_ASSERT(checksum != 0 && kind != BlockKind::checkpoint);
     if (!active()) return false;
     for (Slot& slot : slots_) {
       if (slot.state != SlotState::wanted || slot.kind != kind || slot.index != index ||
@@ -229,6 +243,9 @@ class CheckpointSync {
                   buffer.size() - prefix - data.size());
       const u32 size = block_piece_intact(kind, buffer.first(prefix + data.size()), checksum);
       if (size == 0) return false;
+      // A reply verified against its entry's header checksum is that header's size: what the
+      // sessions name is what is written.
+      TALLY_ASSERT(kind != BlockKind::reply || size == sessions_[index].reply.size);
       pieces_fetched_ += 1;
       slot_write(&slot, size);
       invariants();
@@ -283,13 +300,17 @@ class CheckpointSync {
     }
     TALLY_ASSERT(busy == in_flight_);
     TALLY_ASSERT(used <= 1 || phase_ == Phase::state || !active());
+    // A walk has a target (start()).
+    TALLY_ASSERT(!active() || (op_ > 0 && target_.prepare_checksum != 0));
   }
 
   std::span<std::byte> slot_buffer(const Slot& slot) {
     TALLY_ASSERT(slot.number < slot_count);
     if (slot.number == 0) return {buffers_.data(), message_size_max};
-    const u64 offset = message_size_max + u64{slot.number - 1} * block_size;
-    return {buffers_.data() + offset, block_size};
+    std::byte* data = buffers_.data() + message_size_max + u64{slot.number - 1} * block_size;
+    // Read and written with O_DIRECT: on a sector, as the pages and the sizes are.
+    TALLY_ASSERT(reinterpret_cast<std::uintptr_t>(data) % journal::sector_size == 0);
+    return {data, block_size};
   }
 
   u32 wanted_count() const {
@@ -321,6 +342,7 @@ class CheckpointSync {
   }
 
   void slot_release(Slot* slot) {
+    TALLY_ASSERT(slot->number < slot_count && slot == &slots_[slot->number]);
     TALLY_ASSERT(slot->state == SlotState::wanted || slot->state == SlotState::reading ||
                  slot->state == SlotState::writing);
     slot->state = SlotState::free;
@@ -343,6 +365,8 @@ class CheckpointSync {
     TALLY_ASSERT(checksum != 0);
     Slot* slot = slot_acquire(kind == BlockKind::reply);
     TALLY_ASSERT(slot != nullptr);
+    // A free slot: fewer than slot_count pieces in flight (the file comment's bound).
+    TALLY_ASSERT(in_flight_ < slot_count);
     slot->kind = kind;
     slot->index = index;
     slot->checksum = checksum;
@@ -350,9 +374,9 @@ class CheckpointSync {
     u32 size = block_size;
     if (kind == BlockKind::reply) {
       TALLY_ASSERT(reply_size >= header_size && reply_size <= message_size_max);
-      size = (reply_size + journal::sector_size - 1) / journal::sector_size *
-             journal::sector_size;
+      size = journal::sector_ceil(reply_size);
     }
+    TALLY_ASSERT(size <= slot_buffer(*slot).size());  // Slot 0 holds a whole message.
     in_flight_ += 1;
     storage_.read(&slot->read, read_callback, slot_buffer(*slot).first(size),
                   piece_offset(*slot));
@@ -368,6 +392,8 @@ class CheckpointSync {
       self->slot_release(slot);
       return;
     }
+    // Verified here, taken in from the slot's buffer (piece_done()): the same bytes.
+    TALLY_ASSERT(read->buffer.data() == self->slot_buffer(*slot).data());
     const bool ok = read->result == journal::ReadResult::ok &&
                     block_piece_intact(slot->kind, read->buffer, slot->checksum) != 0;
     if (ok) {
@@ -384,8 +410,7 @@ class CheckpointSync {
   void slot_write(Slot* slot, u32 size) {
     TALLY_ASSERT(slot->state == SlotState::wanted && size > 0);
     TALLY_ASSERT(active());  // An answer is taken only while walking (on_block()).
-    const u32 padded = (size + journal::sector_size - 1) / journal::sector_size *
-                       journal::sector_size;
+    const u32 padded = journal::sector_ceil(size);
     TALLY_ASSERT(padded <= slot_buffer(*slot).size());
     slot->state = SlotState::writing;
     in_flight_ += 1;
@@ -398,6 +423,8 @@ class CheckpointSync {
     CheckpointSync* self = slot->sync;
     TALLY_ASSERT(write == &slot->write);
     TALLY_ASSERT(slot->state == SlotState::writing && self->in_flight_ > 0);
+    // Written from the slot's buffer, which piece_done() takes a manifest or sessions block from.
+    TALLY_ASSERT(write->data.data() == self->slot_buffer(*slot).data());
     self->in_flight_ -= 1;
     if (!self->active()) {
       self->slot_release(slot);
@@ -410,6 +437,8 @@ class CheckpointSync {
 
   // A piece is here, verified: manifest and sessions blocks are taken in before the slot goes.
   void piece_done(Slot* slot) {
+    // Done by its own read (found here) or write (fetched), never while only wanted.
+    TALLY_ASSERT(slot->state == SlotState::reading || slot->state == SlotState::writing);
     if (phase_ == Phase::manifest) {
       TALLY_ASSERT(slot->kind == BlockKind::grid_vsr && !manifest_ready_);
       manifest_take(slot_buffer(*slot));
@@ -435,6 +464,8 @@ class CheckpointSync {
     TALLY_ASSERT(payload.size() <= manifest_.capacity());
     std::memcpy(manifest_.data(), payload.data(), payload.size());
     manifest_count_ = static_cast<u32>(payload.size() / sizeof(BlockReference));
+    // The payload is within one grid block after its header (grid_block_verify()).
+    TALLY_ASSERT(manifest_count_ <= manifest_references_per_block);
     manifest_position_ = 0;
     manifest_ready_ = true;
     phase_ = Phase::state;
@@ -468,6 +499,7 @@ class CheckpointSync {
             continue;
           }
           manifest_ready_ = false;
+          TALLY_ASSERT(manifest_index_ < manifest_blocks_max);  // The superblock's array.
           const BlockReference& reference = target_.manifest[manifest_index_];
           if (!reference_in_range(reference)) return abort_invalid();
           piece_start(BlockKind::grid_vsr, reference.address, reference.checksum, 0);
@@ -483,6 +515,9 @@ class CheckpointSync {
           TALLY_ASSERT(manifest_ready_);  // Its references are the manifest block's.
           Slot* slot = slot_acquire(false);
           if (slot == nullptr) return;
+          // The reference copied next lies within the manifest block held.
+          TALLY_ASSERT(u64{manifest_position_ + 1} * sizeof(BlockReference) <=
+                       manifest_.capacity());
           BlockReference reference;
           std::memcpy(&reference,
                       manifest_.data() + u64{manifest_position_} * sizeof(BlockReference),

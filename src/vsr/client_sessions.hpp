@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <span>
@@ -62,7 +63,10 @@ class ClientSessions {
   }
 
   u32 capacity() const { return capacity_; }
-  const ClientSession& entry(u32 index) const { return entries_[index]; }
+  const ClientSession& entry(u32 index) const {
+    TALLY_ASSERT(index < capacity_);
+    return entries_[index];
+  }
 
   std::optional<u32> find(u128 client) const {
     TALLY_ASSERT(client != 0);
@@ -103,13 +107,18 @@ class ClientSessions {
     entry.release = release;
     entry.request_checksum = request_checksum;
     entry.reply_op = session;
+    // One entry per client: the one returned is the one find() sees.
+    TALLY_ASSERT_SLOW(find(client) == index);
     return *index;
   }
 
   // Where the reply of the entry's next committed request is built: the whole message buffer.
   std::span<std::byte> reply_buffer(u32 index) {
     TALLY_ASSERT(index < capacity_);
-    return {replies_.data() + std::size_t{index} * message_size_, message_size_};
+    std::byte* buffer = replies_.data() + std::size_t{index} * message_size_;
+    // O_DIRECT straight from here (init()): on a sector, as the pages and the sizes are.
+    TALLY_ASSERT(reinterpret_cast<std::uintptr_t>(buffer) % journal::sector_size == 0);
+    return {buffer, message_size_};
   }
 
   // Records the committed request whose reply now sits in reply_buffer(index).

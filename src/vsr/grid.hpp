@@ -73,7 +73,9 @@ class GridFreeSet {
   bool acquired(u32 address) const {
     TALLY_ASSERT(address < block_count_, "grid block %u of %llu", address,
                  static_cast<unsigned long long>(block_count_));
-    return bit(acquired_, address);
+    const bool result = bit(acquired_, address);
+    TALLY_ASSERT(!result || !bit(staged_, address), "staged and acquired are disjoint");
+    return result;
   }
 
   // Whether the block is written for the checkpoint after the durable one.
@@ -120,6 +122,7 @@ class GridFreeSet {
   // The superblock names the new checkpoint: staged blocks are durable, replaced ones free.
   // Per checkpoint, so it also checks the counts against the bits (a sweep of the whole set).
   void checkpoint_commit() {
+    TALLY_ASSERT(block_count_ > 0, "checkpoint_commit() before init()");
     invariants();
     const u64 words = (block_count_ + 63) / 64;
     u64 staged_total = 0;
@@ -158,6 +161,9 @@ class GridFreeSet {
     return ((bits[address / 64] >> (address % 64)) & 1) != 0;
   }
   static void bit_set(base::LargeArray<u64>& bits, u64 address, bool value) {
+    // Each caller sets a bit that was clear: the counts and the state table assume it.
+    TALLY_ASSERT(bit(bits, address) != value, "grid block %llu already %s",
+                 static_cast<unsigned long long>(address), value ? "set" : "clear");
     const u64 mask = u64{1} << (address % 64);
     bits[address / 64] = value ? (bits[address / 64] | mask) : (bits[address / 64] & ~mask);
   }

@@ -91,6 +91,8 @@ class Log {
       message = nullptr;
     }
     while (write_queue_count_ > 0) {
+      // The queue holds a reference of its own for each of its count_ entries.
+      TALLY_ASSERT(write_queue_[write_queue_head_] != nullptr);
       pool_->unref(write_queue_[write_queue_head_]);
       write_queue_[write_queue_head_] = nullptr;
       write_queue_head_ = (write_queue_head_ + 1) % prepare_cache_max;
@@ -134,6 +136,7 @@ class Log {
     if (!wal_.recovered() || op_checkpoint_ == 0) return;
     const Header* entry = wal_.header_with_op(op_checkpoint_);
     if (entry == nullptr || entry->checksum != checkpoint_checksum_) return;
+    TALLY_ASSERT(entry->prepare.op == op_checkpoint_ && entry->command == Command::prepare);
     anchor_header_ = *entry;
     anchor_header_valid_ = true;
   }
@@ -224,6 +227,7 @@ class Log {
       if (op > newest) {
         keep = log_view == view && entry->view == log_view;
       } else if (op >= oldest) {
+        TALLY_ASSERT(newest - op < view_headers.size());
         const Header& expected = view_headers[newest - op];
         keep = header_blank(expected) ? entry->view <= log_view
                                       : entry->checksum == expected.checksum;
@@ -234,6 +238,9 @@ class Log {
       const u64 op = expected.prepare.op;
       if (header_blank(expected) || op <= op_checkpoint_ || op > op_max()) continue;
       if (wal_.header_with_op(op) == nullptr) wal_.set_header_as_dirty(expected);
+      // Kept above only if it was this header, or named dirty just now: the view's entry.
+      TALLY_ASSERT(wal_.header_with_op(op) != nullptr &&
+                   wal_.header_with_op(op)->checksum == expected.checksum);
     }
     op_ = op_checkpoint_;
     head_checksum_ = checkpoint_checksum_;
@@ -265,6 +272,8 @@ class Log {
       if (!parent.has_value() || *parent != entry->prepare.parent) return op;
       op -= 1;
     }
+    // Unbroken down to the anchor, which is always an entry.
+    TALLY_ASSERT(op == op_checkpoint_);
     return op;
   }
 
@@ -273,6 +282,7 @@ class Log {
   std::optional<u128> checksum_expected(u64 op) const {
     if (op > op_) return std::nullopt;
     const u64 chained = chain_min();
+    TALLY_ASSERT(chained >= op_checkpoint_ && chained <= op_);
     if (op >= chained) {
       // The chain reaches `op`: every entry from it up to the head is present.
       const std::optional<u128> checksum = checksum_of(op);
@@ -301,6 +311,7 @@ class Log {
     }
     const Header* entry = wal_.header_with_op(op);
     if (entry == nullptr && op == op_checkpoint_ && anchor_header_valid_) return &anchor_header_;
+    TALLY_ASSERT(entry == nullptr || entry->prepare.op == op);
     return entry;
   }
 
@@ -483,6 +494,7 @@ class Log {
     TALLY_ASSERT(message->header().command == Command::prepare);
     TALLY_ASSERT(pool_ != nullptr, "Log::init() first");
     const u64 op = message->header().prepare.op;
+    TALLY_ASSERT(op > 0);  // Op 0 is the root, which header() answers: never a prepare.
     base::Message*& slot = prepare_cache_[op % prepare_cache_max];
     if (slot == message) return;
     if (slot != nullptr) pool_->unref(slot);
@@ -492,6 +504,8 @@ class Log {
   base::Message* cache_get(u64 op) const {
     base::Message* message = prepare_cache_[op % prepare_cache_max];
     if (message == nullptr || message->header().prepare.op != op) return nullptr;
+    // The cache's own reference keeps it (cache_put()).
+    TALLY_ASSERT(message->references > 0);
     return message;
   }
 
@@ -531,8 +545,10 @@ class Log {
     TALLY_ASSERT(op_checkpoint_ == 0 || checkpoint_checksum_ != root_.checksum);
     TALLY_ASSERT(!anchor_header_valid_ || (anchor_header_.prepare.op == op_checkpoint_ &&
                                            anchor_header_.checksum == checkpoint_checksum_));
-    TALLY_ASSERT(write_queue_count_ <= prepare_cache_max);
+    TALLY_ASSERT(write_queue_count_ <= prepare_cache_max && write_queue_head_ < prepare_cache_max);
     TALLY_ASSERT(write_queue_count_ == 0 || pool_ != nullptr);
+    // Alone, one WAL write at a time (write_pump()).
+    TALLY_ASSERT(!solo_ || wal_.writes_in_flight() <= 1);
     // A queued write waits only for one in flight (write_pump() runs after each change).
     TALLY_ASSERT(write_queue_count_ == 0 || wal_.writes_in_flight() > 0);
     u32 writing = 0;
@@ -548,6 +564,7 @@ class Log {
       const base::Message* cached = prepare_cache_[index];
       TALLY_ASSERT_SLOW(cached == nullptr || cached->header().prepare.op % prepare_cache_max ==
                                                  index);
+      TALLY_ASSERT_SLOW(cached == nullptr || cached->references > 0);  // Its own reference.
     }
     // The head is an entry of the log, the one head_checksum() names (chain_min() starts there).
     TALLY_ASSERT_SLOW(op_ == op_checkpoint_ ||
@@ -561,6 +578,8 @@ class Log {
 
   void write_enqueue(base::Message* message) {
     TALLY_ASSERT(!write_queue_full(), "WAL write queue overflow");
+    // A real prepare (op 0 is the root, never written) within the WAL's reach.
+    TALLY_ASSERT(message->header().prepare.op > 0 && message->header().prepare.op <= op_max());
     TALLY_ASSERT(write_queue_count_ == 0 ||
                  write_queue_[write_queue_index(write_queue_count_ - 1)]->header().prepare.op !=
                      message->header().prepare.op);
@@ -589,6 +608,8 @@ class Log {
       write_queue_count_ -= 1;
       slot->message = message;  // The queue's reference moves to the write.
       wal_.write_prepare(&slot->write, write_callback, message->padded());
+      TALLY_ASSERT(wal_.writing(wal_.slot_for_op(message->header().prepare.op)));
+      TALLY_ASSERT(!solo_ || wal_.writes_in_flight() == 1);
     }
   }
 
@@ -603,6 +624,8 @@ class Log {
     base::Message* message = slot->message;
     slot->message = nullptr;
     const Header written = message->header();
+    // The WAL counts the write done before its callback: the slot is free for the next.
+    TALLY_ASSERT(!self->wal_.writing(self->wal_.slot_for_op(written.prepare.op)));
     self->pool_->unref(message);
     self->write_pump();
     // Only if it is still the entry of its op: a truncation may have removed it meanwhile.

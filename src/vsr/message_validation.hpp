@@ -133,6 +133,7 @@ inline MessageError validate_view_headers(const Header& message, std::span<const
   bool newer_valid = false;
   for (u64 index = 0; index < count; index += 1) {
     Header header;
+    TALLY_ASSERT((index + 1) * header_size <= body.size());  // The copy stays in the body.
     std::memcpy(&header, body.data() + index * header_size, header_size);
     const bool blank = header.checksum == 0 && header.command == Command::prepare;
     if (blank) {
@@ -164,6 +165,8 @@ inline MessageError validate_view_headers(const Header& message, std::span<const
     newer = header;
     newer_valid = !blank;
   }
+  // What the callers rely on once the headers pass: 1..view_headers_max of them.
+  TALLY_ASSERT(count >= 1 && count <= journal::view_headers_max);
   return MessageError::none;
 }
 

@@ -244,6 +244,8 @@ class RequestQueue {
     TALLY_ASSERT(request->header().command == Command::request);
     // The slot after the newest is free: no reference is overwritten.
     TALLY_ASSERT(requests_[index_of(count_)] == nullptr);
+    // At most one queued request per client (request_handle() checks before it queues).
+    TALLY_ASSERT_SLOW(!has_client(request->header().request.client));
     requests_[index_of(count_)] = pool_->ref(request);
     count_ += 1;
     invariants();
@@ -254,6 +256,7 @@ class RequestQueue {
     TALLY_ASSERT(count_ > 0);
     base::Message* request = requests_[head_];
     TALLY_ASSERT(request != nullptr);
+    TALLY_ASSERT(request->header().command == Command::request);  // As push() took it.
     requests_[head_] = nullptr;
     head_ = (head_ + 1) % request_queue_max;
     count_ -= 1;

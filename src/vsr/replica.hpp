@@ -594,6 +594,8 @@ void Replica<S, Bus, Clock>::on_message(base::Message* message) {
       return;
     }
     TALLY_ASSERT(command_is_replica(header.command));  // Only those pass validation.
+    // Handlers index their per-replica state by the sender.
+    TALLY_ASSERT(header.replica < options_.replica_count);
   }
   switch (header.command) {
     case Command::request: on_request(message); break;
@@ -680,11 +682,14 @@ void Replica<S, Bus, Clock>::invariants() const {
   TALLY_ASSERT(view_durable() <= view_ && log_view_durable() <= log_view_);
   TALLY_ASSERT(log_.op_checkpoint() <= commit_min_ && commit_min_ <= commit_max_);
   TALLY_ASSERT(commit_min_ <= log_.op());
+  TALLY_ASSERT(log_.op() <= op_prepare_max());
   // The log's anchor is the durable checkpoint; execution stops at the next one's op until that
   // checkpoint is durable, and stays there while it is written.
   TALLY_ASSERT(log_.op_checkpoint() == superblock_.working().checkpoint.op);
   TALLY_ASSERT(commit_min_ <= log_.op_checkpoint() + checkpoint_interval());
   TALLY_ASSERT(!checkpointing_ || commit_min_ == log_.op_checkpoint() + checkpoint_interval());
+  // The checkpoint being written is the store's until its superblock write is done.
+  TALLY_ASSERT(!checkpointing_ || checkpoint_store_.busy());
   // Normal only in the view whose log this is; never with a head that may hide an acknowledged
   // op.
   TALLY_ASSERT(status_ != ReplicaStatus::normal || log_view_ == view_);
@@ -712,6 +717,7 @@ void Replica<S, Bus, Clock>::invariants() const {
   // Votes are of replicas of the cluster; a log is chosen only by the view change's primary,
   // from join_views of its view, one per sender.
   TALLY_ASSERT(votes_to_leave_ < (1u << options_.replica_count));
+  TALLY_ASSERT(repair_peer_next_ < options_.replica_count);  // The peer asked next, by index.
   TALLY_ASSERT(!log_chosen_ || (status_ == ReplicaStatus::view_change && primary()));
   for (u8 replica = 0; replica < replicas_max; replica += 1) {
     const base::Message* join_view = join_views_[replica];

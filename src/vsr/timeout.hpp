@@ -55,6 +55,7 @@ class Timeout {
     ticks_ = 0;
     attempts_ = 0;
     wait_ = after_;
+    TALLY_ASSERT(!fired(), "timeout %s fired while stopped", name_);
   }
 
   void reset() {
@@ -93,6 +94,7 @@ class Timeout {
   // The file comment's invariants: the wait within its bounds; a stopped timeout at zero, with
   // no attempts and the base wait.
   constexpr void invariants() const {
+    TALLY_ASSERT(after_ > 0, "timeout %s without a wait", name_);
     TALLY_ASSERT(wait_ >= after_ && wait_ <= (after_ << attempts_shift_max) + after_ / 2,
                  "timeout %s waits %llu ticks", name_, static_cast<unsigned long long>(wait_));
     TALLY_ASSERT(ticking_ || (ticks_ == 0 && attempts_ == 0 && wait_ == after_),
