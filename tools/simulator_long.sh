@@ -7,8 +7,9 @@
 # a survivor keeps an intact copy of every committed op: 5 or 6 replicas, --lost=1; no
 # --isolate-primary for a single replica), until the time is up or a seed fails. A failure
 # prints the simulator's message and the exact command that reproduces it, and the script exits
-# 1. Runs reporting stale replicas (fallen out of the WAL window: needs state sync, not
-# implemented) are counted separately.
+# 1. Runs in which a replica caught up by state sync are counted too. With SIMULATOR_LONG_LOG
+# set to a file, every passing run's command and summary line are appended to it (a record of
+# the seeds run, and the end game times that the liveness bound is drawn from).
 #
 # Usage: tools/simulator_long.sh [minutes] [simulator binary] [jobs]
 #   defaults: 10 minutes, the binary of build/release, 1 job. With several jobs, that many
@@ -35,7 +36,7 @@ trap 'rm -rf "$results"' EXIT
 # One job: random runs until the deadline, a failure, or another job's failure; its counts go
 # to $results/<job>.
 worker() {
-  local job=$1 runs=0 stale=0
+  local job=$1 runs=0 synced=0
   # Each job draws its own choices: a background job would repeat its parent's RANDOM sequence.
   RANDOM=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
   while ((SECONDS < deadline)) && [[ ! -e "$results/failed" ]]; do
@@ -82,11 +83,15 @@ worker() {
       break
     fi
     runs=$((runs + 1))
-    if [[ "$output" != *", 0 stale"* ]]; then
-      stale=$((stale + 1))
+    if [[ "$output" != *", 0 state syncs"* ]]; then
+      synced=$((synced + 1))
+    fi
+    if [[ -n "${SIMULATOR_LONG_LOG:-}" ]]; then
+      printf '%s %s\n%s\n' "$binary" "${arguments[*]} $seed" "${output##*$'\n'}" \
+        >> "$SIMULATOR_LONG_LOG"
     fi
   done
-  echo "$runs $stale" > "$results/$job"
+  echo "$runs $synced" > "$results/$job"
 }
 
 for ((job = 1; job <= jobs; job += 1)); do
@@ -94,15 +99,15 @@ for ((job = 1; job <= jobs; job += 1)); do
 done
 wait
 runs=0
-stale=0
+synced=0
 for ((job = 1; job <= jobs; job += 1)); do
-  read -r job_runs job_stale < "$results/$job"
+  read -r job_runs job_synced < "$results/$job"
   runs=$((runs + job_runs))
-  stale=$((stale + job_stale))
+  synced=$((synced + job_synced))
 done
 if [[ -e "$results/failed" ]]; then
   echo "simulator_long: $runs runs passed before the failure above" >&2
   exit 1
 fi
-echo "simulator_long: $runs runs passed ($stale with a stale replica) in $minutes minutes," \
+echo "simulator_long: $runs runs passed ($synced with a state sync) in $minutes minutes," \
   "$jobs at a time"

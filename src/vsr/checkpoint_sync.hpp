@@ -12,10 +12,14 @@
 // checkpoint a few intervals ahead are new; those of tables that did not change are found here
 // already. Only the manifest block being walked is held in memory, never the state itself.
 //
-// A reply that no peer supplies within reply_wait_ticks is left out: the peer's own copy has
-// moved on with a newer reply, which this replica will build itself when it executes the op
-// that made it; until then that session's duplicate requests go unanswered (as for a damaged
-// reply at open). A grid block is never left out: the replica retargets the sync instead.
+// A reply that no peer supplies is left out once every peer was asked for it and had
+// resend_ticks to answer, one more ask to cover a lost message (or after reply_wait_ticks,
+// whichever comes first): the peers' own copies have moved on with newer replies, which this
+// replica will build itself when it executes the ops that made them; until then that session's
+// duplicate requests go unanswered (as for a damaged reply at open). Replies are walked one at a
+// time (a reply may be a whole message): waiting out a long timeout for each of many sessions
+// kept a synced replica out for tens of seconds. A grid block is never left out: the replica
+// retargets the sync instead.
 //
 // Invariants: at most slot_count pieces are read, wanted or written at once; a piece is
 // written only after it verified, and only at the address or slot the checkpoint names; the
@@ -134,17 +138,20 @@ class CheckpointSync {
   CheckpointSync(const CheckpointSync&) = delete;
   CheckpointSync& operator=(const CheckpointSync&) = delete;
 
-  // Walks `target` (a checkpoint whose op is `op`); `callback` runs once every piece is here,
-  // `wanted` whenever a piece becomes wanted (so that it is asked for at once).
-  void start(u64 op, const CheckpointVsrState& target, Callback callback, Callback wanted,
-             void* context) {
+  // Walks `target` (a checkpoint whose op is `op`), asking `peers` replicas (in turn) for what
+  // is not here; `callback` runs once every piece is here, `wanted` whenever a piece becomes
+  // wanted (so that it is asked for at once).
+  void start(u64 op, const CheckpointVsrState& target, u32 peers, Callback callback,
+             Callback wanted, void* context) {
     TALLY_ASSERT(!active() && idle());
     TALLY_ASSERT(op > 0 && target.prepare_checksum != 0);
+    TALLY_ASSERT(peers >= 1 && peers < replicas_max);
     TALLY_ASSERT(target.manifest_block_count <= manifest_blocks_max);
     // Both run later, from a completion or from tick(): there is no "nobody listens".
     TALLY_ASSERT(callback != nullptr && wanted != nullptr);
     op_ = op;
     target_ = target;
+    reply_asks_max_ = peers + 1;
     callback_ = callback;
     wanted_ = wanted;
     context_ = context;
@@ -199,14 +206,17 @@ class CheckpointSync {
     }
   }
 
-  // Every tick: replies wanted for too long are left out.
+  // Every tick: replies that no peer supplied are left out (see the file comment).
   void tick() {
     if (!active()) return;
     for (Slot& slot : slots_) {
       if (slot.state != SlotState::wanted) continue;
       slot.since_asked += 1;
       slot.wanted_ticks += 1;
-      if (slot.kind != BlockKind::reply || slot.wanted_ticks < reply_wait_ticks) continue;
+      if (slot.kind != BlockKind::reply) continue;
+      const bool every_peer_asked =
+          slot.asked >= reply_asks_max_ && slot.since_asked >= resend_ticks;
+      if (!every_peer_asked && slot.wanted_ticks < reply_wait_ticks) continue;
       TALLY_ASSERT(phase_ == Phase::replies);  // Only replies are ever left out.
       replies_left_out_ += 1;
       // Each session's reply is walked once per target: left out at most once.
@@ -610,6 +620,7 @@ class CheckpointSync {
   u64 pieces_fetched_ = 0;
   u64 pieces_found_ = 0;
   u32 replies_left_out_ = 0;
+  u32 reply_asks_max_ = 0;  // Asks of a reply before it is left out: every peer, and one more.
 };
 
 }  // namespace tally::vsr

@@ -330,6 +330,7 @@ class Replica {
   void repair_send(u64 op, u128 checksum);
   void repair_accept(base::Message* message);
   void repair_fill_from_cache();
+  bool log_replace_older(u64 op);
   bool log_truncate_after(u64 op);
   void on_get_prepare(base::Message* message);
   static void repair_read_callback(typename journal::Wal<S>::Read* read);

@@ -101,9 +101,8 @@ void Replica<S, Bus, Clock>::prepare_from_primary(base::Message* message) {
     return;
   }
   if (existing != nullptr && op <= log_.op()) {
-    // An entry of an older view, which the view's log does not have: it and all above it go.
-    if (!log_truncate_after(op - 1)) return;
-    stats_.prepares_truncated += 1;
+    // An entry of an older view, which the view's log does not have (log_replace_older()).
+    if (!log_replace_older(op)) return;
   }
   if (!log_.put(message)) {
     // The disk is behind the cluster (which commits without this backup): the prepare waits,
@@ -220,9 +219,11 @@ void Replica<S, Bus, Clock>::log_written(const Header& header) {
   switch (status_) {
     case ReplicaStatus::normal:
       if (primary()) {
-        if (view_ == 0 && header.prepare.op == 1 && !pipeline_.empty() &&
-            pipeline_.entry(0).op == 1) {
-          prepare_send_to_backups(pipeline_.entry(0));  // Held back until durable here.
+        if (view_ == 0 && header.prepare.op == 1) {
+          // Held back until the cluster's first op was durable here (prepare_send_to_backups()).
+          for (u32 index = 0; index < pipeline_.count(); index += 1) {
+            prepare_send_to_backups(pipeline_.entry(index));
+          }
         }
         if (pipeline_.acknowledge(header.prepare.op, header.checksum, options_.replica)) {
           pipeline_commit();

@@ -239,8 +239,8 @@ void Replica<S, Bus, Clock>::sync_fetch_start() {
   TALLY_ASSERT(sync_.idle() && !sync_.active());
   TALLY_ASSERT(superblock_.working().checkpoint_syncing == 1);
   sync_stage_ = SyncStage::fetch;
-  sync_.start(sync_target_op_, checkpoint_vsr_state_read(sync_target_), sync_fetched_callback,
-              sync_wanted_callback, this);
+  sync_.start(sync_target_op_, checkpoint_vsr_state_read(sync_target_),
+              u32{options_.replica_count} - 1, sync_fetched_callback, sync_wanted_callback, this);
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>

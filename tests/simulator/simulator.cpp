@@ -20,7 +20,7 @@
 // bodies and junk, and copies of real prepares (seen on their way to a replica) with one field
 // changed; the replicas must reject or survive each. What no replica can reject without peer
 // authentication (Tally has none yet) is kept out of the draws: see forgery_indistinguishable(),
-// forge_prepare_ok() and forge_commit().
+// forge_prepare_ok() and forge_commit(); and judged again at delivery (forger_late()).
 // With --clock-skew every replica has its own wall clock (its own io::sim::Time; all of them
 // tick together, so monotonic time stays common), up to 3 s off either way and up to
 // Time::drift_ppm_max (1%) fast or slow, and now and then one replica's clock steps to another
@@ -55,10 +55,8 @@
 //     drops duplicates).
 // At the end (the end game) faults stop, crashed replicas restart (all but the lost ones), and
 // the run must finish every request and bring every replica to the same commit (liveness)
-// within a bound of ticks (end_game_ticks_base says which and why); replicas that fell out of
-// the WAL window (replica_stale(): they need state sync, not implemented yet) are left out of
-// convergence, and a run whose stale replicas leave too few others to make progress stops and
-// is reported as stalled, counted with the stale ones.
+// within a bound of ticks (end_game_ticks_base says which and why): every replica but the lost
+// ones, those that fell a WAL or more behind too (they catch up by state sync).
 //
 // A failure prints the seed and the first broken rule and exits 1; the same seed reproduces it.
 #include <array>
@@ -67,6 +65,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -198,9 +197,8 @@ constexpr u64 isolate_ticks_max = 500;
 // wait of a backed-off view change (32 * view_change_status_ticks): none of these runs waited
 // so long once every replica was up and connected, and the two end games that took longer
 // (3,293 and 4,741 ticks) were a replica stuck in an old view (tests/simulator/CMakeLists.txt,
-// get_view_never_asked_again). Runs with a stale replica are left out of the bound, as they are
-// of convergence: a view change whose primary cannot hold the view's log waits out its
-// backed-off timeout. With
+// get_view_never_asked_again). Replicas a WAL or more behind are in the bound too, since state
+// sync brings them back (before it they were left out of convergence). With
 // --slow-disk (about 400 such runs) the slow replica must write what it missed at 40-120 ticks
 // a write: median 20, 99th percentile 4,900, most 5,400 ticks; 20,000 is almost four times
 // that. The end game also begins at ticks_max / 2 with requests left (60 runs, all with
@@ -443,16 +441,8 @@ class Simulation {
       if (!quiet) continue;
       const bool converged = clients_done && replicas_converged();
       if (converged && !end_game_ticks.has_value()) end_game_ticks = tick - quiet_since;
-      // Stale replicas that leave too few others to make progress are a known limit (state
-      // sync): the run stops there, given the end game's base time to show it.
       const u64 elapsed = tick - quiet_since;
-      if (!end_game_ticks.has_value() && elapsed > end_game_base_ticks() &&
-          stale_blocks_progress()) {
-        break;
-      }
-      // Runs with a stale replica are left out of the bound, as they are of convergence (see
-      // end_game_ticks_base).
-      if (!end_game_ticks.has_value() && elapsed > end_game_ticks_bound() && !stale_any()) {
+      if (!end_game_ticks.has_value() && elapsed > end_game_ticks_bound()) {
         dump();
         fail(options_, std::string("liveness: the ") +
                            (clients_done ? "replicas did not converge"
@@ -466,16 +456,6 @@ class Simulation {
       }
       if (converged && tick > quiet_since + 200) break;
     }
-    if ((!clients_finished() || !replicas_converged()) && stale_blocks_progress()) {
-      // The known limit, reported and counted as stale: no checks at the end, since the
-      // clients wait for replies that only state sync can bring.
-      for (const ReplicaNode& node : replicas_) {
-        if (replica_stale(node)) stale_ += 1;
-      }
-      report(tick, end_game_ticks, " (stalled: stale replicas leave too few replicas to "
-                                   "make progress, which needs state sync)");
-      return;
-    }
     if (!clients_finished() || !replicas_converged()) dump();
     if (!clients_finished()) {
       fail(options_, "liveness: clients did not finish their requests in " +
@@ -483,20 +463,19 @@ class Simulation {
     }
     if (!replicas_converged()) fail(options_, "liveness: replicas did not converge");
     final_check();
-    report(tick, end_game_ticks, "");
+    report(tick, end_game_ticks);
   }
 
  private:
-  void report(u64 tick, std::optional<u64> end_game_ticks, const char* note) const {
-    std::printf("simulator: seed %" PRIu64 " ok%s: %u replicas, %u clients, %" PRIu64
+  void report(u64 tick, std::optional<u64> end_game_ticks) const {
+    std::printf("simulator: seed %" PRIu64 " ok: %u replicas, %u clients, %" PRIu64
                 " ops, %" PRIu64 " ticks, %" PRIu64 " crashes, %" PRIu64
                 " packets dropped of %" PRIu64 ", %" PRIu64 " storage faults, %" PRIu64
-                " expiries, %u stale%s, end game %" PRIu64 " ticks (%" PRIu64
+                " expiries, %" PRIu64 " state syncs%s, end game %" PRIu64 " ticks (%" PRIu64
                 " requests left), %" PRIu64 " replies repeated%s\n",
-                options_.seed, note, options_.replica_count, options_.client_count, model_op_,
-                tick,
+                options_.seed, options_.replica_count, options_.client_count, model_op_, tick,
                 crashes_, network_->stats().dropped_total(), network_->stats().sent,
-                storage_fault_count(), expired_, stale_, forger_summary().c_str(),
+                storage_fault_count(), expired_, syncs_done(), forger_summary().c_str(),
                 end_game_ticks.value_or(0), end_game_requests_left_, replies_repeated_,
                 modes_summary().c_str());
   }
@@ -570,6 +549,7 @@ class Simulation {
 
   void replica_crash(ReplicaNode& node) {
     messages_invalid_before_crashes_ += node.replica->stats().messages_invalid;
+    syncs_done_before_crashes_ += node.replica->stats().syncs_done;
     // The storage first: writes in flight still read from the replica's buffers.
     node.storage->crash();
     node.replica.reset();
@@ -580,7 +560,10 @@ class Simulation {
 
   static void replica_on_message(void* context, Message* message) {
     auto* node = static_cast<ReplicaNode*>(context);
-    if (node->simulation->options_.forged) node->simulation->forger_observe(message);
+    if (node->simulation->options_.forged) {
+      if (node->simulation->forger_late(*node, *message)) return;
+      node->simulation->forger_observe(message);
+    }
     if (node->replica) node->replica->on_message(message);
   }
 
@@ -917,6 +900,22 @@ class Simulation {
 
   static void forger_on_message(void*, Message*) {}  // No replica knows the forger's id.
 
+  // Whether a forged prepare or commit reaches a receiver whose view changed since the forger
+  // drew it: the draws keep out what the receiver could not tell from its primary's messages
+  // (forgery_indistinguishable(), forger_names_receiver_primary()), judged in the receiver's
+  // view of that moment; in another view the same message may be exactly such a one (a forged
+  // prepare of view 3, drawn while the receiver was in view 2, taken as its new primary's). It
+  // is dropped, as the network might have: the draws' rule holds at delivery too.
+  bool forger_late(const ReplicaNode& receiver, const Message& message) {
+    const Header& header = message.header();
+    if (header.command != Command::prepare && header.command != Command::commit) return false;
+    const auto drawn = forged_receiver_view_.find(header.checksum);
+    if (drawn == forged_receiver_view_.end() || !receiver.replica) return false;
+    if (drawn->second == receiver.replica->view()) return false;
+    forged_late_ += 1;
+    return true;
+  }
+
   // The forger sniffs the network: a copy of every real prepare on its way to a replica.
   void forger_observe(const Message* message) {
     const Header& header = message->header();
@@ -988,6 +987,11 @@ class Simulation {
         if (observed.header.checksum == header.checksum) return;
       }
       forged_prepares_.emplace(header.checksum, header);
+    }
+    if (header.command == Command::prepare || header.command == Command::commit) {
+      const ReplicaNode& receiver = replicas_[target];
+      forged_receiver_view_[header.checksum] =
+          receiver.replica ? receiver.replica->view() : std::numeric_limits<u32>::max();
     }
     Message* message = pool_.get();
     if (message == nullptr) fail(options_, "the message pool is exhausted");
@@ -1344,7 +1348,22 @@ class Simulation {
     header.commit.checkpoint_op = forger_prng_.chance(Ratio{.numerator = 1, .denominator = 10})
                                       ? header.commit.commit + 1
                                       : forger_prng_.range_inclusive<u64>(0, header.commit.commit);
+    if (forger_names_receiver_primary(header, target) && !primary_normal_in(header.view)) {
+      // A heartbeat in the name of a primary that is not running its view (crashed, lost, or
+      // not yet started): the backups would take it for their primary's and never elect
+      // another. Only authenticating peers (a later issue) can reject it, so the draws keep it
+      // out: it is moved to a view nobody started.
+      header.view += 1;
+      header.replica = static_cast<u8>(header.view % options_.replica_count);
+      forged_reshaped_ += 1;
+    }
     return forgery;
+  }
+
+  // Whether the primary of `view` is up and normal in that view.
+  bool primary_normal_in(u32 view) const {
+    const ReplicaNode& primary = replicas_[view % options_.replica_count];
+    return primary.replica && primary.replica->view() == view && primary.replica->primary_normal();
   }
 
   // Whether a message names the receiver's primary as its sender, in the receiver's view or a
@@ -1429,7 +1448,8 @@ class Simulation {
     }
     return ", " + std::to_string(forged_count_) + " forged (" +
            std::to_string(forged_prepares_.size()) + " prepares, " +
-           std::to_string(forged_reshaped_) + " moved to an unstarted view), " +
+           std::to_string(forged_reshaped_) + " moved to an unstarted view, " +
+           std::to_string(forged_late_) + " dropped late), " +
            std::to_string(invalid) + " messages counted invalid";
   }
 
@@ -1733,41 +1753,13 @@ class Simulation {
     if (options_.forged) std::fprintf(stderr, "  forger%s\n", forger_summary().c_str());
   }
 
-  // A replica whose next op to execute has left the WAL of the replica furthest ahead (the
-  // primary, which alone answers repairs) can only catch up by state sync, which Tally does
-  // not have yet (docs/vsr-protocol.md, "Limits"): the run reports it and leaves it out of
-  // convergence, but every checker still ran on it. (Its own log may reach further: entries it
-  // cannot verify against the primary's do not help it.)
-  bool replica_stale(const ReplicaNode& node) const {
-    u64 op_max = 0;
-    for (const ReplicaNode& other : replicas_) {
-      if (other.replica && other.replica->op() > op_max) op_max = other.replica->op();
-    }
-    if (!node.replica) return false;
-    const u64 slot_count = layout_.config().slot_count;
-    if (node.replica->commit_min() + slot_count < op_max) return true;
-    // In a view change, a replica must take the new view's log whole: one whose WAL cannot
-    // hold its head (a checkpoint behind) stays out until state sync exists.
-    return node.replica->status() != vsr::ReplicaStatus::normal &&
-           node.replica->op_checkpoint() + slot_count < op_max;
-  }
-
-  bool stale_any() const {
+  // State syncs finished, by every replica (those that crashed since too).
+  u64 syncs_done() const {
+    u64 total = syncs_done_before_crashes_;
     for (const ReplicaNode& node : replicas_) {
-      if (replica_stale(node)) return true;
+      if (node.replica) total += node.replica->stats().syncs_done;
     }
-    return false;
-  }
-
-  // Whether the stale replicas leave too few others for a view change or a commit: then only
-  // state sync could let the cluster finish (with --lost, one stale survivor can be enough).
-  bool stale_blocks_progress() const {
-    u32 usable = 0;
-    for (const ReplicaNode& node : replicas_) {
-      if (!node.lost && !replica_stale(node)) usable += 1;
-    }
-    const vsr::Quorums quorums = vsr::quorums(options_.replica_count);
-    return usable < quorums.replication || usable < quorums.view_change;
+    return total;
   }
 
   bool replicas_converged() const {
@@ -1775,8 +1767,6 @@ class Simulation {
     for (const ReplicaNode& node : replicas_) {
       if (node.lost) continue;
       if (!node.replica || !node.replica->opened()) return false;
-      // A stale replica cannot finish a view change either: it cannot hold the view's log.
-      if (replica_stale(node)) continue;
       if (node.replica->status() != vsr::ReplicaStatus::normal) return false;
       if (!commit.has_value()) commit = node.replica->commit_min();
       if (node.replica->commit_min() != *commit) return false;
@@ -1788,10 +1778,6 @@ class Simulation {
     if (!observed_.empty()) fail(options_, "replies of some ops never reached the model");
     for (const ReplicaNode& node : replicas_) {
       if (node.lost) continue;
-      if (replica_stale(node)) {
-        stale_ += 1;
-        continue;
-      }
       const state_machine::StateMachine& machine = node.replica->state_machine();
       if (machine.ledger().account_count() != model_.accounts().size()) {
         fail(options_, "replica " + std::to_string(node.index) + " has " +
@@ -1841,13 +1827,17 @@ class Simulation {
   std::map<u64, u128> chain_;
   u64 check_count_ = 0;
   u64 crashes_ = 0;
-  u32 stale_ = 0;
   u64 messages_invalid_before_crashes_ = 0;  // Counted by replicas that crashed since.
+  u64 syncs_done_before_crashes_ = 0;         // Likewise.
 
   Network::Endpoint* forger_ = nullptr;
   std::vector<Forgery> forger_observed_;  // Copies of real prepares, a ring.
   u32 forger_observed_next_ = 0;
   std::map<u128, Header> forged_prepares_;  // Every forged prepare sent, by its checksum.
+  // The receiver's view when each forged prepare and commit was drawn, by checksum: what the
+  // draws keep out depends on it (forger_late()).
+  std::map<u128, u32> forged_receiver_view_;
+  u64 forged_late_ = 0;  // Dropped at delivery: the receiver's view had changed (forger_late()).
   u64 forged_count_ = 0;
   u64 forged_reshaped_ = 0;  // Draws made distinguishable (forgery_indistinguishable()).
   u64 forger_account_next_ = 0;
