@@ -78,6 +78,10 @@ const char* superblock_fields_error(const Superblock& superblock) {
     return "checkpoint_syncing without a checkpoint";
   }
   if (superblock.view_headers_count > view_headers_max) return "view_headers_count above 9";
+  if (superblock.view_headers_head_uncertain > 1) return "view_headers_head_uncertain above 1";
+  if (superblock.view_headers_head_uncertain == 1 && superblock.view_headers_count == 0) {
+    return "view_headers_head_uncertain without view headers";
+  }
   if ((superblock.view_headers_blanks_unknown >> superblock.view_headers_count) != 0) {
     return "view_headers_blanks_unknown names headers beyond the count";
   }
@@ -154,6 +158,7 @@ Superblock superblock_next(const Superblock& parent, const SuperblockUpdate& upd
   TALLY_ASSERT(update.view_headers.count <= view_headers_max);
   next.view_headers_count = update.view_headers.count;
   next.view_headers_blanks_unknown = update.view_headers.blanks_unknown;
+  next.view_headers_head_uncertain = update.view_headers.head_uncertain ? 1 : 0;
   for (u32 index = 0; index < view_headers_max; index += 1) {
     if (index < update.view_headers.count) {
       next.view_headers[index] = update.view_headers.headers[index];
@@ -172,6 +177,7 @@ ViewHeaders superblock_view_headers(const Superblock& superblock) {
   ViewHeaders view_headers;
   view_headers.count = superblock.view_headers_count;
   view_headers.blanks_unknown = superblock.view_headers_blanks_unknown;
+  view_headers.head_uncertain = superblock.view_headers_head_uncertain == 1;
   for (u32 index = 0; index < superblock.view_headers_count; index += 1) {
     view_headers.headers[index] = superblock.view_headers[index];
   }

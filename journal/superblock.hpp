@@ -111,7 +111,8 @@ static_assert(std::has_unique_object_representations_v<CheckpointReference>);
 //      128  2064  checkpoint        op, commit_timestamp, state (2048 opaque bytes)
 //     2192     4  view_headers_count  0..view_headers_max
 //     2196     2  view_headers_blanks_unknown  bit i: header i is a blank for a damaged slot
-//     2198    10  reserved_view     zero
+//     2198     1  view_headers_head_uncertain  1: taken from a log whose head was uncertain
+//     2199     9  reserved_view     zero
 //     2208  2304  view_headers      prepare headers, newest first; unused ones zero
 //     4512     1  checkpoint_syncing  1: the checkpoint's blocks may not be here yet (state
 //                                     sync: fetched from peers before the checkpoint is read)
@@ -132,7 +133,8 @@ struct Superblock {
   CheckpointReference checkpoint;
   u32 view_headers_count;
   u16 view_headers_blanks_unknown;
-  std::array<u8, 10> reserved_view;
+  u8 view_headers_head_uncertain;
+  std::array<u8, 9> reserved_view;
   std::array<Header, view_headers_max> view_headers;
   u8 checkpoint_syncing;
   std::array<u8, superblock_copy_size - 4513> reserved;
@@ -206,11 +208,17 @@ struct ViewHeaders {
   // taken: the slot may have held that op, acknowledged, so the blank is never a nack (even
   // once repair has made the slot whole again).
   u16 blanks_unknown = 0;
+  // Taken from a log whose head was uncertain (a damaged slot above it may hold an op this
+  // replica acknowledged): the headers' head is then no proof that nothing above it was.
+  bool head_uncertain = false;
   std::array<Header, view_headers_max> headers{};
 
   std::span<const Header> span() const { return std::span(headers).first(count); }
   friend bool operator==(const ViewHeaders& a, const ViewHeaders& b) {
-    if (a.count != b.count || a.blanks_unknown != b.blanks_unknown) return false;
+    if (a.count != b.count || a.blanks_unknown != b.blanks_unknown ||
+        a.head_uncertain != b.head_uncertain) {
+      return false;
+    }
     for (u32 index = 0; index < a.count; index += 1) {
       if (a.headers[index].checksum != b.headers[index].checksum) return false;
     }

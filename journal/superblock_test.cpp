@@ -647,6 +647,16 @@ TEST_SUITE("journal_superblock") {
     superblock.view_headers_blanks_unknown = 1u << 3;  // Beyond count.
     superblock.checksum = superblock_checksum(superblock);
     CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    // An uncertain head: 0 or 1, and only with view headers.
+    superblock = formatted();
+    superblock.view_headers_head_uncertain = 2;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
+    superblock = formatted();
+    REQUIRE(superblock.view_headers_count == 0);
+    superblock.view_headers_head_uncertain = 1;
+    superblock.checksum = superblock_checksum(superblock);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::fields_invalid);
     // State sync's mark: 0 or 1, and never without a checkpoint.
     superblock = formatted();
     superblock.checkpoint_syncing = 1;

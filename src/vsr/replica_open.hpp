@@ -191,7 +191,8 @@ bool Replica<S, Bus, Clock>::head_uncertain() const {
   // In a view change (log_view < view) the durable do_view_change headers cover every op this
   // replica acknowledged in log_view: it acknowledges only while normal, and they were taken
   // from its whole log when it left normal. Whatever a damaged slot holds above them, it never
-  // acknowledged.
+  // acknowledged, unless its head was uncertain then: the headers say so (head_uncertain), and
+  // open_done() takes that.
   if (log_view_ < view_) return false;
   for (u64 op = log_.op() + 1; op <= log_.op_max(); op += 1) {
     const u32 slot = wal.slot_for_op(op);
@@ -276,8 +277,12 @@ void Replica<S, Bus, Clock>::open_done() {
     // with this replica's log marked uncertain.
     if (primary()) transition_to_view_change(view_ + 1);
   } else if (log_view_ < view_) {
-    // The view change it was in: its do_view_change is the durable one.
+    // The view change it was in: its do_view_change is the durable one, uncertain head and all
+    // (seed 7345118948980872073: a primary that restarted uncertain of its head, then again in
+    // the view change it began, sent a certain head the second time: a nack for the committed
+    // op its damaged slot held, which the view change truncated).
     status_ = ReplicaStatus::view_change;
+    head_uncertain_ = view_headers_.head_uncertain;
     vote_timeout_.start();
     join_view_timeout_.start();
     get_view_timeout_.start();

@@ -517,6 +517,50 @@ TEST_CASE("replica cluster of three: a primary with a damaged newest entry repai
   CHECK(reply->reply.op > op);
 }
 
+TEST_CASE("replica cluster of two: an uncertain head stays uncertain across a second restart") {
+  // Goal: the regression of simulator seed 7345118948980872073. The primary restarted with its
+  // newest (committed) prepare damaged: its head uncertain, it began a view change. It crashed
+  // again in that view change and, restarted, described its log with a certain head one op
+  // short: with two replicas that is a nack quorum, and the committed op was truncated. The view
+  // headers now keep the uncertainty durably.
+  Cluster cluster(2);
+  TestClient client{cluster, 43};
+  REQUIRE(client.register_session().has_value());
+  const u64 op = transfer_committed(client);
+  // Executed and answered by the primary; the backup holds it, not yet told it committed.
+  REQUIRE(cluster.replica(0).commit_min() >= op);
+  REQUIRE(cluster.replica(1).commit_min() < op);
+  REQUIRE(cluster.replica(1).op() >= op);
+  cluster.crash(0);
+  wal_prepare_damage(cluster, 0, op);
+  cluster.open(0);
+  CHECK(cluster.replica(0).status() == vsr::ReplicaStatus::view_change);
+  CHECK(cluster.replica(0).op() == op - 1);
+  // Its view change durable (its own disk only: nothing delivered), then crashed again before
+  // the view change goes anywhere: what it sent is lost with it.
+  for (u32 tick = 0; tick < 100; tick += 1) cluster.nodes[0].storage->tick();
+  cluster.crash(0);
+  std::erase_if(cluster.network.packets, [&cluster](const Network::Packet& packet) {
+    const Header& header = packet.message->header();
+    const bool lost = !packet.to_client && header.command != Command::request &&
+                      header.command != Command::ping_client && header.replica == 0;
+    if (lost) cluster.network.pool.unref(packet.message);
+    return lost;
+  });
+  cluster.open(0);
+  cluster.settle();
+  cluster.run(100);
+  const u128 ids[] = {9};
+  for (u8 index = 0; index < 2; index += 1) {
+    CAPTURE(index);
+    CHECK(cluster.replica(index).op() >= op);
+    CHECK(cluster.replica(index).commit_min() >= op);
+    Transfer found[1];
+    CHECK(cluster.replica(index).state_machine().lookup_transfers(ids, found) == 1);
+    CHECK(cluster.replica(index).checksum_of(op) == cluster.replica(1).checksum_of(op));
+  }
+}
+
 TEST_CASE("replica cluster of three: backups replicate and execute the same ops") {
   Cluster cluster(3);
   TestClient client{cluster, 46};

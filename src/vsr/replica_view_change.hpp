@@ -197,6 +197,8 @@ journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(u64 commit) c
   }
   TALLY_ASSERT(headers.count >= 1 && !Log<S>::header_blank(headers.headers[0]));
   TALLY_ASSERT(headers.headers[0].prepare.op == log_.op());  // Headed by the head.
+  // Durable with them: a restart in the view change must still say its head is uncertain.
+  headers.head_uncertain = head_uncertain_;
   return headers;
 }
 
@@ -385,9 +387,9 @@ void Replica<S, Bus, Clock>::primary_view_start_try() {
   }
   // Starting a view as its primary: never while syncing (it holds no state of commit_min).
   TALLY_ASSERT(!syncing());
+  head_uncertain_ = false;  // Its log is the view's now.
   view_headers_ = view_headers_from_log(commit_max_);
   log_view_ = view_;
-  head_uncertain_ = false;  // Its log is the view's now.
   superblock_write_view();
 }
 
@@ -555,6 +557,7 @@ void Replica<S, Bus, Clock>::view_install(base::Message* message) {
   head_uncertain_ = false;  // The view's log says where the head is.
   view_headers_.count = 0;
   view_headers_.blanks_unknown = 0;  // A start_view's headers have no blanks.
+  view_headers_.head_uncertain = false;
   for (const Header& view_header : held) {
     view_headers_.headers[view_headers_.count] = view_header;
     view_headers_.count += 1;
