@@ -63,10 +63,16 @@ void Replica<S, Bus, Clock>::prepare_from_primary(base::Message* message) {
   // validate_replica_message(): what the primary had committed precedes the op (commit_max
   // learns it from here).
   TALLY_ASSERT(header.prepare.commit < header.prepare.op);
-  normal_heartbeat_timeout_.reset();
-  votes_to_leave_ = 0;  // The primary is there.
-  vote_timeout_.stop();
   const u64 op = header.prepare.op;
+  if (op > log_.op()) {
+    // The primary is there. Only a prepare above the head shows it: one at or below it may be
+    // a peer's answer to this backup's repair (the primary's prepare, relayed unchanged). Those
+    // kept the backups of a primary lost for good from ever leaving its view (simulator seed
+    // 6906890336785845252); the primary's commits every 100 ms are its heartbeat too.
+    normal_heartbeat_timeout_.reset();
+    votes_to_leave_ = 0;
+    vote_timeout_.stop();
+  }
   if (header.prepare.commit > commit_max_) commit_max_ = header.prepare.commit;
   if (op > op_seen_max_) op_seen_max_ = op;  // State sync's trigger (replica_sync.hpp).
   if (op > view_head_) view_head_ = op;      // In the view's log: the primary never truncates.
