@@ -189,7 +189,8 @@ struct alignas(16) Header {
     u128 commit_checksum;  // The checksum of the prepare at `commit`, to check the chain.
     u64 commit;            // Every op up to this one is committed.
     u64 checkpoint_op;     // The primary's durable checkpoint (repair limits).
-    u8 reserved[96];
+    u128 checkpoint_id;    // That checkpoint's identity: backups at the same op compare theirs.
+    u8 reserved[80];
   };
   // A vote to leave the frame's view (start_view_change): a quorum of votes starts a view
   // change to the next view (docs/vsr-protocol.md, "View change").
@@ -826,7 +827,8 @@ TALLY_HEADER_FIELD_(prepare_ok.reserved, 184);
 TALLY_HEADER_FIELD_(commit.commit_checksum, 128);
 TALLY_HEADER_FIELD_(commit.commit, 144);
 TALLY_HEADER_FIELD_(commit.checkpoint_op, 152);
-TALLY_HEADER_FIELD_(commit.reserved, 160);
+TALLY_HEADER_FIELD_(commit.checkpoint_id, 160);
+TALLY_HEADER_FIELD_(commit.reserved, 176);
 TALLY_HEADER_FIELD_(exit_view.reserved, 128);
 TALLY_HEADER_FIELD_(join_view.op, 128);
 TALLY_HEADER_FIELD_(join_view.commit_min, 136);

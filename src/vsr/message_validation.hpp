@@ -68,6 +68,7 @@ enum class MessageError : u8 {
   view_fields_invalid,   // op, commit and checkpoint fields out of order.
   nonce_zero,
   block_fields_invalid,  // A get_blocks or block: kind, index, checksum or body size.
+  checkpoint_id_zero,    // A commit names its checkpoint by a checksum, never 0.
 };
 
 constexpr const char* name(MessageError error) {
@@ -93,6 +94,7 @@ constexpr const char* name(MessageError error) {
     case MessageError::view_fields_invalid: return "view_fields_invalid";
     case MessageError::nonce_zero: return "nonce_zero";
     case MessageError::block_fields_invalid: return "block_fields_invalid";
+    case MessageError::checkpoint_id_zero: return "checkpoint_id_zero";
   }
   return "unknown";
 }
@@ -270,6 +272,7 @@ inline MessageError validate_replica_message(const Header& header,
       if (header.commit.checkpoint_op > header.commit.commit) {
         return MessageError::checkpoint_above_commit;
       }
+      if (header.commit.checkpoint_id == 0) return MessageError::checkpoint_id_zero;
       return MessageError::none;
     case Command::get_prepare: return MessageError::none;
     case Command::exit_view: return MessageError::none;

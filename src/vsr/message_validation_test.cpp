@@ -106,6 +106,7 @@ TestMessage commit_make() {
   message.header.commit.commit_checksum = 0xFEED;
   message.header.commit.commit = 9;
   message.header.commit.checkpoint_op = 4;
+  message.header.commit.checkpoint_id = 0xC0FFEE;
   return message;
 }
 
@@ -336,6 +337,12 @@ TEST_SUITE("message_validation") {
     CHECK(commit.validate() == MessageError::checkpoint_above_commit);
     commit.header.commit.checkpoint_op = commit.header.commit.commit;
     CHECK(commit.validate() == MessageError::none);
+  }
+
+  TEST_CASE("message validation: checkpoint_id_zero: a commit names its checkpoint") {
+    TestMessage commit = commit_make();
+    commit.header.commit.checkpoint_id = 0;
+    CHECK(commit.validate() == MessageError::checkpoint_id_zero);
   }
 
   TEST_CASE("message validation: block_fields_invalid: get_blocks and block within the layout") {

@@ -204,6 +204,20 @@ void Replica<S, Bus, Clock>::on_commit(base::Message* message) {
                   static_cast<unsigned long long>(header.commit.commit_checksum));
     }
   }
+  // Likewise its durable checkpoint: replicas' checkpoints of one op are the same bytes (the
+  // same state, the same grid blocks at the same addresses), so their ids are equal.
+  const u128 checkpoint_id = checkpoint_id_durable();
+  if (header.commit.checkpoint_op == log_.op_checkpoint() &&
+      header.commit.checkpoint_id != checkpoint_id) {
+    base::fatal(base::FatalReason::data_file_invalid,
+                "replica %u holds the checkpoint of op %llu with id %016llx%016llx, but the "
+                "primary of view %u holds %016llx%016llx: the replicas' checkpoints diverged",
+                options_.replica, static_cast<unsigned long long>(log_.op_checkpoint()),
+                static_cast<unsigned long long>(checkpoint_id >> 64),
+                static_cast<unsigned long long>(checkpoint_id), view_,
+                static_cast<unsigned long long>(header.commit.checkpoint_id >> 64),
+                static_cast<unsigned long long>(header.commit.checkpoint_id));
+  }
   commit_journal();
 }
 

@@ -269,6 +269,8 @@ void Replica<S, Bus, Clock>::commit_heartbeat_send() {
   const std::optional<u128> checksum = checksum_of(commit_max_);
   header.commit.commit_checksum = checksum.value_or(0);
   header.commit.checkpoint_op = log_.op_checkpoint();
+  header.commit.checkpoint_id = checkpoint_id_durable();
+  TALLY_ASSERT(header.commit.checkpoint_id != 0);  // A checksum: what backups validate.
   // What backups validate (checkpoint_op <= commit): the checkpoint is of an executed op.
   TALLY_ASSERT(header.commit.checkpoint_op <= commit_min_ && commit_min_ <= commit_max_);
   message_seal(message);

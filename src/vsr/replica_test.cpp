@@ -815,6 +815,12 @@ Message* forged_make(Cluster& nodes, Command command, u8 sender, u32 view,
   return message;
 }
 
+// A commit's fields as a primary fills them (its checkpoint named by a nonzero id).
+void commit_fill(Header& header, u64 commit) {
+  header.commit.commit = commit;
+  header.commit.checkpoint_id = 1;
+}
+
 void deliver(Cluster& nodes, u8 replica, Message* message) {
   nodes.network.packets.push_back({false, replica, message});  // The packet takes the reference.
 }
@@ -837,12 +843,12 @@ TEST_CASE("replica cluster of three: a forged commit of another primary's view i
       if (sender == target) continue;
       deliver(cluster, target,
               forged_make(cluster, Command::commit, sender, later, {},
-                          [](Header& header) { header.commit.commit = 1; }));
+                          [](Header& header) { commit_fill(header, 1); }));
     }
   }
   // Claiming to be the receiver itself, in its own later view: invalid.
   deliver(cluster, 0, forged_make(cluster, Command::commit, 0, view + 3, {},
-                                  [](Header& header) { header.commit.commit = 1; }));
+                                  [](Header& header) { commit_fill(header, 1); }));
   cluster.run(5);
   // A commit of a later view only makes a replica ask that view's primary for its start_view;
   // nobody started that view, so nothing changes.
@@ -879,7 +885,7 @@ TEST_CASE("replica cluster of three: a deposed primary asks again for a view a f
            cluster.replica(1).status() == vsr::ReplicaStatus::view_change;
   }));
   deliver(cluster, 1, forged_make(cluster, Command::commit, 2, 2, {},
-                                  [](Header& header) { header.commit.commit = 1; }));
+                                  [](Header& header) { commit_fill(header, 1); }));
   REQUIRE(run_until([&] { return cluster.replica(1).primary_normal(); }));
   REQUIRE(cluster.replica(1).view() == 1);
   // Now replica 1 cut off: replicas 0 and 2 change to view 2, replica 2's.

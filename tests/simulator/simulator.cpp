@@ -37,7 +37,8 @@
 // them old seeds, stay those of a run without it.
 // After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
-//   - state: replicas at the same commit number have the same ledger digest;
+//   - state: replicas at the same commit number have the same ledger digest, and durable
+//     checkpoints of the same op the same id (over the whole run);
 //   - replies: every reply a client accepts equals, byte for byte, what the reference model
 //     answers when the committed ops are applied to it in op order, and reply timestamps
 //     increase with the op;
@@ -1348,6 +1349,15 @@ class Simulation {
     header.commit.checkpoint_op = forger_prng_.chance(Ratio{.numerator = 1, .denominator = 10})
                                       ? header.commit.commit + 1
                                       : forger_prng_.range_inclusive<u64>(0, header.commit.commit);
+    // Derived, not drawn (the draws, and with them old seeds, stay as they were): any id.
+    header.commit.checkpoint_id = header.commit.commit_checksum ^ 0xC4EC'4B01'17D0ULL;
+    const ReplicaNode& receiver = replicas_[target];
+    if (forger_names_receiver_primary(header, target) && receiver.replica) {
+      // The receiver's primary names the checkpoint the cluster has at that op: the receiver's
+      // own (a backup stops, as for a diverged replica, if its own differs from the primary's).
+      header.commit.checkpoint_op = receiver.replica->op_checkpoint();
+      header.commit.checkpoint_id = receiver.replica->checkpoint_id_durable();
+    }
     if (forger_names_receiver_primary(header, target) && !primary_normal_in(header.view)) {
       // A heartbeat in the name of a primary that is not running its view (crashed, lost, or
       // not yet started): the backups would take it for their primary's and never elect
@@ -1691,6 +1701,18 @@ class Simulation {
         }
       }
     }
+    // Identical checkpoints at equal ops: every durable checkpoint's id, over the run.
+    for (const ReplicaNode& node : replicas_) {
+      if (!node.replica || !node.replica->opened()) continue;
+      const u64 op = node.replica->checkpoint_op_durable();
+      const u128 id = node.replica->checkpoint_id_durable();
+      const auto [position, inserted] = checkpoint_ids_.emplace(op, id);
+      if (!inserted && position->second != id) {
+        dump();
+        fail(options_, "replica " + std::to_string(node.index) + " holds a checkpoint of op " +
+                           std::to_string(op) + " that differs from another replica's");
+      }
+    }
   }
 
   // A normal replica's ledger is its commit_min's (a syncing replica's commit_min is its
@@ -1825,6 +1847,7 @@ class Simulation {
   u64 model_op_ = 0;
   u64 model_timestamp_ = 0;
   std::map<u64, u128> chain_;
+  std::map<u64, u128> checkpoint_ids_;  // Durable checkpoints seen, by op: one id each.
   u64 check_count_ = 0;
   u64 crashes_ = 0;
   u64 messages_invalid_before_crashes_ = 0;  // Counted by replicas that crashed since.
