@@ -1352,7 +1352,8 @@ class Simulation {
     // Derived, not drawn (the draws, and with them old seeds, stay as they were): any id.
     header.commit.checkpoint_id = header.commit.commit_checksum ^ 0xC4EC'4B01'17D0ULL;
     const ReplicaNode& receiver = replicas_[target];
-    if (forger_names_receiver_primary(header, target) && receiver.replica) {
+    if (forger_names_receiver_primary(header, target) && receiver.replica &&
+        receiver.replica->opened()) {
       // The receiver's primary names the checkpoint the cluster has at that op: the receiver's
       // own (a backup stops, as for a diverged replica, if its own differs from the primary's).
       header.commit.checkpoint_op = receiver.replica->op_checkpoint();
