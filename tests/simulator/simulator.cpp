@@ -1352,12 +1352,17 @@ class Simulation {
     // Derived, not drawn (the draws, and with them old seeds, stay as they were): any id.
     header.commit.checkpoint_id = header.commit.commit_checksum ^ 0xC4EC'4B01'17D0ULL;
     const ReplicaNode& receiver = replicas_[target];
-    if (forger_names_receiver_primary(header, target) && receiver.replica &&
-        receiver.replica->opened()) {
+    if (forger_names_receiver_primary(header, target)) {
       // The receiver's primary names the checkpoint the cluster has at that op: the receiver's
       // own (a backup stops, as for a diverged replica, if its own differs from the primary's).
-      header.commit.checkpoint_op = receiver.replica->op_checkpoint();
-      header.commit.checkpoint_id = receiver.replica->checkpoint_id_durable();
+      // A receiver still opening has none to read yet: the commit is made invalid instead (a
+      // checkpoint above the commit), since it may be open by the time the commit arrives.
+      if (receiver.replica && receiver.replica->opened()) {
+        header.commit.checkpoint_op = receiver.replica->op_checkpoint();
+        header.commit.checkpoint_id = receiver.replica->checkpoint_id_durable();
+      } else {
+        header.commit.checkpoint_op = header.commit.commit + 1;
+      }
     }
     if (forger_names_receiver_primary(header, target) && !primary_normal_in(header.view)) {
       // A heartbeat in the name of a primary that is not running its view (crashed, lost, or
