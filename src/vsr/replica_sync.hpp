@@ -150,10 +150,14 @@ void Replica<S, Bus, Clock>::sync_target_offered(const Header& header,
   const u64 floor = sync_target_op_ > commit_min_ ? sync_target_op_ : commit_min_;
   if (reference.op <= floor) return;  // Of no use (any more).
   if (primary() && sync_target_op_ == 0) return;  // Primary meanwhile: sync_tick() gives up.
-  // Only a normal backup installs a target: its log (and so any join_view it sends later, its
-  // head at or above the target's op) is then anchored there. In a view change it waits for
-  // the view's start (the target is asked for again).
-  if (status_ != ReplicaStatus::normal) return;
+  // Only a normal backup installs a first target: its log (and so any join_view it sends later,
+  // its head at or above the target's op) is then anchored there. In a view change it waits
+  // for the view's start (the target is asked for again). A replica syncing already (looking
+  // for a newer target: its own one's blocks were gone) takes the newer one in a view change
+  // too: it sends no join_view until synced either way (its join_view headers are taken again
+  // from the anchored log then), and a view that needs it to start waited for ever (seed
+  // 1981850034645040955: one replica of three lost, the other two in a view change).
+  if (status_ != ReplicaStatus::normal && sync_target_op_ == 0) return;
   const CheckpointVsrState state = checkpoint_vsr_state_read(reference);
   const Header& prepare = state.prepare_header;
   if (state.prepare_checksum == 0 || prepare.checksum != state.prepare_checksum ||
