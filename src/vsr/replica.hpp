@@ -347,7 +347,8 @@ class Replica {
   void view_change_tick();
   void vote_to_leave_view();
   void transition_to_view_change(u32 view);
-  journal::ViewHeaders view_headers_from_log(u64 commit) const;
+  journal::ViewHeaders view_headers_from_log(u64 commit,
+                                             const journal::ViewHeaders* view_log = nullptr) const;
   void join_view_send();
   void join_view_store(base::Message* message);
   void join_views_release();

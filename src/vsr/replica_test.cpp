@@ -996,6 +996,34 @@ bool run_until_synced(Cluster& nodes, u8 index, u64 syncs_before, u32 steps_max 
   return false;
 }
 
+// Replicas 0 and 2 go nearly a WAL past replica 1 (down); then replica 2 goes down for good and
+// replica 0 prepares one op per waiting client that nobody acknowledges, above what replica 1's
+// WAL can hold (up to its checkpoint plus a WAL); replica 0 restarts (a primary does not keep
+// its role by itself). Returns replica 0's head: its log is the only one that reaches it.
+// `id` is the next account id free.
+u64 head_beyond_a_backups_wal(Cluster& nodes, TestClient& client,
+                              std::span<TestClient> waiting, u128& id) {
+  const u64 slot_count = nodes.layout.config().slot_count;
+  REQUIRE(client.register_session().has_value());
+  for (TestClient& other : waiting) REQUIRE(other.register_session().has_value());
+  nodes.crash(1);
+  const u64 behind = nodes.replica(2).commit_min();
+  accounts_submit(client, 1, slot_count - behind - 2);
+  nodes.crash(2);
+  id = slot_count;
+  for (TestClient& other : waiting) {
+    const Account accounts[] = {account_make(id)};
+    id += 1;
+    CHECK_FALSE(other.create_accounts(accounts, nullptr).has_value());
+  }
+  const u64 head = nodes.replica(0).op();
+  REQUIRE(head > slot_count);
+  REQUIRE(head <= behind + slot_count);  // Repair, not state sync, can bring replica 1 back.
+  nodes.crash(0);
+  nodes.open(0);
+  return head;
+}
+
 }  // namespace
 
 TEST_CASE("replica cluster of three: a backup learns a view's pipeline of an older view") {
@@ -1005,30 +1033,10 @@ TEST_CASE("replica cluster of three: a backup learns a view's pipeline of an old
   // took for unexpected repair answers: the view's primary, its only peer, committed nothing
   // again. The view's head, known from its start_view, is what it asks headers up to.
   Cluster cluster(3);
-  const u64 slot_count = cluster.layout.config().slot_count;
   TestClient client{cluster, 64};
   TestClient waiting[] = {{cluster, 65}, {cluster, 66}, {cluster, 67}, {cluster, 68}};
-  REQUIRE(client.register_session().has_value());
-  for (TestClient& other : waiting) REQUIRE(other.register_session().has_value());
-  // Replica 1 down from here: replicas 0 and 2 go nearly a WAL past it.
-  cluster.crash(1);
-  const u64 behind = cluster.replica(2).commit_min();
-  accounts_submit(client, 1, slot_count - behind - 2);
-  // Replica 2 lost for good; replica 0 prepares what nobody acknowledges, above what replica
-  // 1's WAL can hold (up to its checkpoint plus a WAL).
-  cluster.crash(2);
-  u128 id = slot_count;
-  for (TestClient& other : waiting) {
-    const Account accounts[] = {account_make(id)};
-    id += 1;
-    CHECK_FALSE(other.create_accounts(accounts, nullptr).has_value());
-  }
-  const u64 head = cluster.replica(0).op();
-  REQUIRE(head > slot_count);
-  REQUIRE(head <= behind + slot_count);  // Repair, not state sync, brings replica 1 back.
-  // Replica 0 restarts (a primary does not keep its role by itself) and replica 1 comes back.
-  cluster.crash(0);
-  cluster.open(0);
+  u128 id = 0;
+  const u64 head = head_beyond_a_backups_wal(cluster, client, waiting, id);
   cluster.open(1);
   // Replica 0's log is the view's, pipeline and all (the only log with that head).
   bool committed = false;
@@ -1044,6 +1052,55 @@ TEST_CASE("replica cluster of three: a backup learns a view's pipeline of an old
                                                              TestClient::primary_current, 3000);
   REQUIRE(reply.has_value());
   CHECK(reply->command == Command::reply);
+}
+
+TEST_CASE("replica cluster of three: a backup's join_view reaches the view's head beyond its WAL") {
+  // Goal: the regression of simulator seed 1753375392964143806. A backup that took a view's
+  // start_view whose head its WAL could not hold described, in the next view change, a log of
+  // that view ending at its own head: as the only replica of that log_view there, it had the
+  // new view's log end below ops the view had kept, committed ones among them. Its join_view
+  // now names the view's head (the ops above its own, which it never held, nacked).
+  Cluster cluster(3);
+  TestClient client{cluster, 64};
+  TestClient waiting[] = {{cluster, 65}, {cluster, 66}, {cluster, 67}, {cluster, 68}};
+  u128 id = 0;
+  const u64 head = head_beyond_a_backups_wal(cluster, client, waiting, id);
+  const u64 committed = cluster.replica(0).commit_max();
+  const u64 accounts_committed = cluster.replica(0).state_machine().ledger().account_count();
+  cluster.open(1);
+  // Replica 1 takes replica 0's view; its WAL holds only part of the view's log.
+  bool installed = false;
+  for (u32 step = 0; step < 5000 && !installed; step += 1) {
+    cluster.step();
+    installed = cluster.replica(0).primary_normal() &&
+                cluster.replica(1).status() == vsr::ReplicaStatus::normal &&
+                cluster.replica(1).log_view() == cluster.replica(0).view();
+  }
+  REQUIRE(installed);
+  REQUIRE(cluster.replica(1).op() < head);
+  // Replica 0 goes before replica 1 catches up; replica 2, with the log of view 0, comes back.
+  cluster.crash(0);
+  cluster.open(2);
+  u64 join_view_op = 0;
+  cluster.network.tamper = [&join_view_op](Network::Packet& packet) {
+    const Header& header = packet.message->header();
+    if (header.command == Command::join_view && header.replica == 1) {
+      join_view_op = header.join_view.op;
+    }
+  };
+  for (u32 step = 0; step < 5000 && join_view_op == 0; step += 1) cluster.step();
+  cluster.network.tamper = nullptr;
+  CHECK(join_view_op == head);
+  // The two start a view without the ops nobody acknowledged, and every committed one kept.
+  const Account accounts[] = {account_make(id)};
+  const std::optional<Header> reply = client.create_accounts(accounts, nullptr,
+                                                             TestClient::primary_current, 5000);
+  REQUIRE(reply.has_value());
+  CHECK(reply->command == Command::reply);
+  const u8 primary = cluster.primary_index();
+  REQUIRE(primary < 3);
+  CHECK(cluster.replica(primary).commit_min() > committed);
+  CHECK(cluster.replica(primary).state_machine().ledger().account_count() == accounts_committed + 1);
 }
 
 TEST_CASE("replica cluster of three: a backup a WAL behind syncs a peer's checkpoint") {

@@ -139,7 +139,11 @@ void Replica<S, Bus, Clock>::transition_to_view_change(u32 view) {
       superblock_write_view();
       return;
     }
-    view_headers_ = view_headers_from_log(commit_max_);
+    // A backup a checkpoint behind may hold less of the view's log than its start_view named
+    // (view_install()): those headers lead its do_view_change, so that it never names a head
+    // below the view's (seed 1753375392964143806: the only replica of its log_view in the next
+    // view change, it ended the log below an op committed before that view started).
+    view_headers_ = view_headers_from_log(commit_max_, &view_headers_);
   }
   view_ = view;
   status_ = ReplicaStatus::view_change;
@@ -168,13 +172,28 @@ void Replica<S, Bus, Clock>::transition_to_view_change(u32 view) {
 
 // The newest headers of the log, from the head down to the first op at or below `commit` (at
 // most view_headers_max): an op without a header, or whose header does not chain to the one
-// above it, is a blank (this replica does not hold that op of the log).
+// above it, is a blank (this replica does not hold that op of the log). `view_log`, if given,
+// is the same log as its start_view named it: where that reaches above the log's head, its
+// headers lead (ops this replica never held, so never acknowledged: join_view_send() nacks
+// them).
 template <journal::Storage S, MessageBus Bus, Time Clock>
-journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(u64 commit) const {
+journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(
+    u64 commit, const journal::ViewHeaders* view_log) const {
   journal::ViewHeaders headers;
   const Header* newer = nullptr;
-  for (u64 op = log_.op();; op -= 1) {
+  u64 head = log_.op();
+  if (view_log != nullptr && view_log->count > 0 && view_log->headers[0].prepare.op > head) {
+    head = view_log->headers[0].prepare.op;
+  }
+  for (u64 op = head;; op -= 1) {
     const Header* entry = log_.header(op);
+    if (op > log_.op()) {
+      TALLY_ASSERT(view_log != nullptr && head > log_.op());
+      const u64 index = head - op;
+      entry = index < view_log->count && !Log<S>::header_blank(view_log->headers[index])
+                  ? &view_log->headers[index]
+                  : nullptr;
+    }
     if (entry != nullptr && newer != nullptr && newer->prepare.parent != entry->checksum) {
       entry = nullptr;
     }
@@ -196,7 +215,7 @@ journal::ViewHeaders Replica<S, Bus, Clock>::view_headers_from_log(u64 commit) c
     if (op <= commit || op == 0 || headers.count == journal::view_headers_max) break;
   }
   TALLY_ASSERT(headers.count >= 1 && !Log<S>::header_blank(headers.headers[0]));
-  TALLY_ASSERT(headers.headers[0].prepare.op == log_.op());  // Headed by the head.
+  TALLY_ASSERT(headers.headers[0].prepare.op == head);  // Headed by the head.
   // Durable with them: a restart in the view change must still say its head is uncertain.
   headers.head_uncertain = head_uncertain_;
   return headers;
@@ -555,16 +574,14 @@ void Replica<S, Bus, Clock>::view_install(base::Message* message) {
   log_view_ = header.view;
   view_head_ = header.view_command.op;  // Above `head` where the WAL cannot hold it yet.
   head_uncertain_ = false;  // The view's log says where the head is.
+  // All of them, the ones its WAL cannot hold yet too: they name the view's head, which its
+  // do_view_change must reach (transition_to_view_change()).
   view_headers_.count = 0;
   view_headers_.blanks_unknown = 0;  // A start_view's headers have no blanks.
   view_headers_.head_uncertain = false;
-  for (const Header& view_header : held) {
+  for (const Header& view_header : headers) {
     view_headers_.headers[view_headers_.count] = view_header;
     view_headers_.count += 1;
-  }
-  if (view_headers_.count == 0 && log_.header(head) != nullptr && head > 0) {
-    view_headers_.headers[0] = *log_.header(head);
-    view_headers_.count = 1;
   }
   if (header.view_command.commit_max > commit_max_) commit_max_ = header.view_command.commit_max;
   // State sync's trigger and target (replica_sync.hpp): the view's head and checkpoint.
