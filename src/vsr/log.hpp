@@ -207,7 +207,12 @@ class Log {
   //     replaced by the header (dirty: its prepare is fetched from a peer);
   //   - at a blank view header's op (no header for it when the headers were taken), an entry
   //     of a view above `log_view` cannot be one of that log's;
-  //   - below the oldest view header, entries stay: the hash chain from the head decides.
+  //   - below the oldest view header, entries stay: the hash chain from the head decides;
+  //   - unless every view header is above op_max (a start_view whose headers this WAL could
+  //     not hold, for a replica a checkpoint or more behind): the install truncated the log
+  //     to the executed op in memory only, and no header here anchors a chain to tell the
+  //     view's entries from those it truncated, so none above the checkpoint stays (the
+  //     replica fetches them again, or takes a peer's checkpoint).
   // Breaks in the chain are left for repair (chain_min()).
   void head_recover_cluster(std::span<const Header> view_headers, u32 log_view, u32 view) {
     TALLY_ASSERT(wal_.recovered() && write_queue_count_ == 0);
@@ -220,11 +225,14 @@ class Log {
       oldest = view_headers.back().prepare.op;
       TALLY_ASSERT(newest >= oldest && newest - oldest + 1 == view_headers.size());
     }
+    const bool headers_beyond_wal = !view_headers.empty() && oldest > op_max();
     for (u64 op = op_checkpoint_ + 1; op <= op_max(); op += 1) {
       const Header* entry = wal_.header_with_op(op);
       if (entry == nullptr) continue;
-      bool keep = true;
-      if (op > newest) {
+      bool keep = !headers_beyond_wal;
+      if (headers_beyond_wal) {
+        // None stays (above).
+      } else if (op > newest) {
         keep = log_view == view && entry->view == log_view;
       } else if (op >= oldest) {
         TALLY_ASSERT(newest - op < view_headers.size());

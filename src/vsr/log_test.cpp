@@ -556,6 +556,63 @@ TEST_SUITE("log") {
     log.release();
   }
 
+  TEST_CASE("log: view headers beyond the WAL leave no entry above the checkpoint") {
+    // Goal: the regression of simulator seed 210846881637209. A backup took a start_view none
+    // of whose headers its WAL could hold, and truncated its log to its executed op in memory;
+    // after a crash its WAL's stale entries of an older view came back as the head and were
+    // executed. Durable view headers that are all above op_max keep no entry at all; headers
+    // the WAL can hold keep the entries below them (the hash chain decides there).
+    Storage storage(StorageOptions{.size = layout.size(), .seed = 11});
+    MessagePool pool;
+    pool.init(pool_capacity, message_size_max);
+    WrittenLog written;
+    {
+      TestLog log(storage, layout, cluster, false);
+      const ReleaseGuard guard{log};
+      log.init(&pool, WrittenLog::callback, &written);
+      wal_open(log, storage, true);
+      for (u32 count = 0; count < 5; count += 1) {
+        Message* message = prepare_next(pool, log, 1);
+        log.append(message);
+        pool.unref(message);
+      }
+      ticks_until_idle(storage);
+      REQUIRE(log.op() == 5);
+      log.release();
+    }
+    // Three headers of view 2's log, at `newest` and the two ops below it.
+    const auto view_headers = [](u64 newest) {
+      std::vector<Header> headers;
+      for (u64 op = newest; op > newest - 3; op -= 1) {
+        Header header{};
+        header.cluster = cluster;
+        header.size = header_size;
+        header.view = 2;
+        header.command = Command::prepare;
+        header.prepare.op = op;
+        header.prepare.timestamp = 1000 + op;
+        header.prepare.operation = Operation::create_transfers;
+        set_checksum_body(header, std::span<const std::byte>{});
+        set_checksum(header);
+        headers.push_back(header);
+      }
+      return headers;
+    };
+    for (const bool beyond : {true, false}) {
+      CAPTURE(beyond);
+      TestLog log(storage, layout, cluster, false);
+      const ReleaseGuard guard{log};
+      log.init(&pool, WrittenLog::callback, &written);
+      wal_open(log, storage, false);
+      const u64 newest = beyond ? log.op_max() + 3 : 40;
+      const std::vector<Header> headers = view_headers(newest);
+      log.head_recover_cluster(headers, 2, 2);
+      for (u64 op = 1; op <= 5; op += 1) CHECK((log.header(op) == nullptr) == beyond);
+      CHECK(log.op() == (beyond ? 0 : newest));
+      log.release();
+    }
+  }
+
   TEST_CASE("log: head_recover ends the chain at an entry whose timestamp does not rise") {
     // Goal: the data file is input. An op 2 that names op 1 as parent but carries op 1's
     // timestamp (written straight to the WAL, as no primary would make it) is not part of the
