@@ -129,6 +129,7 @@ Superblock superblock_format(const SuperblockFormatOptions& options) {
   superblock.replica = options.replica;
   superblock.replica_count = options.replica_count;
   superblock.layout = options.layout;
+  superblock.vsr_state.view = options.view;  // log_view 0: it stands for no view's log yet.
   superblock.checksum = superblock_checksum(superblock);
   TALLY_ASSERT(superblock_copy_status(superblock) == CopyStatus::valid);
   return superblock;

@@ -199,6 +199,10 @@ struct SuperblockFormatOptions {
   u8 replica;
   u8 replica_count;
   LayoutConfig layout;
+  // The view the replica starts in: 0, except for a replica whose data file was lost and is
+  // recreated (`tally recover`, docs/data-file.md "Replacing a lost data file"): a view above
+  // any its lost file may have taken part in, with log_view 0.
+  u32 view = 0;
 };
 
 // The view headers an update writes (the superblock's own are zero beyond `count`).

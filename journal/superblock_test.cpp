@@ -197,6 +197,19 @@ TEST_SUITE("journal_superblock") {
     for (const std::byte byte : after) REQUIRE(byte == std::byte{0});
   }
 
+  TEST_CASE("superblock: a recovered replica's format starts in the given view, log_view 0") {
+    // `tally recover`: the new file's replica must not take part again in a view its lost file
+    // may have joined; it stands for no view's log yet.
+    tally::journal::SuperblockFormatOptions options = format_options;
+    options.view = 7;
+    const Superblock superblock = superblock_format(options);
+    CHECK(superblock_copy_status(superblock) == CopyStatus::valid);
+    CHECK(superblock.vsr_state == VsrState{.view = 7, .log_view = 0, .commit_max = 0});
+    CHECK(superblock.checkpoint.op == 0);
+    CHECK(superblock.view_headers_count == 0);
+    CHECK(!superblock_equal(superblock, formatted()));
+  }
+
   TEST_CASE("superblock: each update opens to its fields, chained to its parent") {
     Storage storage(storage_options(2));
     format(storage);

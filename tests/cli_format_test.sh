@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `tally format` and `tally inspect` on real files: a formatted file inspects as formatted; format
 # never overwrites (exit 14); bad arguments are usage errors (exit 2) naming the problem; a file
-# with one damaged superblock copy still inspects, one with three stops with exit 13.
+# with one damaged superblock copy still inspects, one with three stops with exit 13. `tally
+# recover`'s refusals, before it contacts any replica: clusters of 1 or 2, an existing file, an
+# address list that does not match the replica count (sync_test.sh recovers a replica for real).
 # Usage: tests/cli_format_test.sh TALLY_BINARY SCRATCH_PARENT (not tmpfs: O_DIRECT).
 set -uo pipefail
 tally=$1
@@ -42,8 +44,16 @@ expect missing_flag 2 '--replica is required' "$tally" format --cluster=1 --repl
 expect missing_file 2 'expected one data file path, got 0' \
   "$tally" format --cluster=1 --replica=0 --replica-count=1
 expect inspect_missing 1 'does not exist' "$tally" inspect "$other"
+expect recover_two_replicas 2 'a cluster of 2 replicas cannot commit without replica 1' \
+  "$tally" recover --cluster=1 --replica=1 --replica-count=2 --addresses=3000,3001 "$other"
+expect recover_existing 1 'exists; recover creates the replica.s data file anew' \
+  "$tally" recover --cluster=1 --replica=1 --replica-count=3 --addresses=3000,3001,3002 "$file"
+expect recover_address_count 2 'names 2 replicas, but --replica-count is 3' \
+  "$tally" recover --cluster=1 --replica=1 --replica-count=3 --addresses=3000,3001 "$other"
+expect recover_missing_addresses 2 '--addresses is required' \
+  "$tally" recover --cluster=1 --replica=1 --replica-count=3 "$other"
 if [[ -e "$other" ]]; then
-  echo "FAILED: a rejected format left $other behind" >&2
+  echo "FAILED: a rejected format or recover left $other behind" >&2
   failures=$((failures + 1))
 fi
 

@@ -132,6 +132,9 @@ class Client {
   // Zero until open(); the session number is zero until the cluster registered the client.
   u128 client_id() const;
   u64 session() const;
+  // The highest view a reply or pong has named (0 until one arrives): at least the view of the
+  // cluster's last prepare this client saw committed.
+  u32 view() const;
   // The largest request body the cluster accepts (message_body_size_max until registered).
   u32 batch_size_limit() const;
   // A sentence about the last open() error, e.g. which address did not parse; "" if none.

@@ -11,5 +11,6 @@ int command_format(std::span<char*> arguments);
 int command_inspect(std::span<char*> arguments);
 int command_start(std::span<char*> arguments);
 int command_benchmark(std::span<char*> arguments);
+int command_recover(std::span<char*> arguments);
 
 }  // namespace tally::cli

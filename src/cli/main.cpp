@@ -1,6 +1,6 @@
 // `tally`: the command-line entry point. Parses the subcommand and hands over to it. Each command
-// lives in its own file here (format.cpp, inspect.cpp, start.cpp, benchmark.cpp); later issues
-// add repl and submit.
+// lives in its own file here (format.cpp, inspect.cpp, start.cpp, benchmark.cpp, recover.cpp);
+// later issues add repl and submit.
 #include <cstdio>
 #include <cstring>
 #include <span>
@@ -18,6 +18,8 @@ constexpr const char* usage_text =
     "  inspect    print a data file's superblock and zones: inspect FILE\n"
     "  start      run the replica of a data file: start --addresses=A0,A1,... FILE\n"
     "  benchmark  measure a cluster, or a fresh single replica: benchmark [--addresses=...]\n"
+    "  recover    recreate a lost replica's data file from its running peers:\n"
+    "             recover --cluster=N --replica=I --replica-count=K --addresses=A0,... FILE\n"
     "  version    print the version and the client protocol release\n"
     "  help       print this message\n";
 
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
   if (std::strcmp(command, "inspect") == 0) return tally::cli::command_inspect(arguments);
   if (std::strcmp(command, "start") == 0) return tally::cli::command_start(arguments);
   if (std::strcmp(command, "benchmark") == 0) return tally::cli::command_benchmark(arguments);
+  if (std::strcmp(command, "recover") == 0) return tally::cli::command_recover(arguments);
   if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0) {
     std::fputs(usage_text, stdout);
     return 0;

@@ -390,6 +390,10 @@ u64 Client::session() const {
   return implementation_ == nullptr ? 0 : implementation_->session->session();
 }
 
+u32 Client::view() const {
+  return implementation_ == nullptr ? 0 : implementation_->session->view();
+}
+
 u32 Client::batch_size_limit() const {
   return implementation_ == nullptr ? message_body_size_max
                                     : implementation_->session->batch_size_limit();

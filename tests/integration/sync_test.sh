@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A replica that was down while the cluster moved more than a WAL past it comes back by state
-# sync (docs/vsr-protocol.md, "State sync"), on real processes: formats and starts 3 replicas,
-# runs tests/integration/ledger_workload.cpp (Tally's C++ client) against them for the whole
-# test, and meanwhile
+# sync (docs/vsr-protocol.md, "State sync"), and a replica whose data file was lost is replaced
+# with `tally recover` (docs/data-file.md, "Replacing a lost data file"), on real processes:
+# formats and starts 3 replicas, runs tests/integration/ledger_workload.cpp (Tally's C++ client)
+# against them for the whole test, and meanwhile
 #   1. kills backup replica 2 with SIGKILL (the primary of view 0 is replica 0 while nothing
 #      failed; its superblock must still say view 0);
 #   2. keeps it down while the cluster passes two checkpoints (one every 1008 ops) and more than
@@ -11,12 +12,16 @@
 #   3. restarts it: it must take a peer's checkpoint (its log says "synced to the checkpoint at
 #      op S", S above its old WAL head: a checkpoint of ops it never executed itself), then
 #      catch up: its WAL must hold every op from S + 1 to the cluster's commit;
-#   4. kills the other backup, replica 1, and keeps it down for down_batches and until the
-#      cluster is more than a WAL past S: the cluster must keep answering, so the synced replica
-#      is in the quorum (it acknowledges no prepare while it syncs), and, as a backup takes no
-#      op beyond its durable checkpoint + 1024, it executed from S on and wrote a checkpoint of
-#      its own (it must not have synced again);
-#   5. restarts replica 1, which must rejoin (by repair: it was down for less than a WAL).
+#   4. kills the other backup, replica 1, deletes its data file, recreates it with `tally
+#      recover` (a client of replicas 0 and 2, which commit its requests), and starts it: a
+#      replica with no log in a view above the cluster's, which must take a peer's checkpoint
+#      (at op R) and catch up like replica 2;
+#   5. kills replica 2 and keeps it down for down_batches and until the cluster is more than a
+#      WAL past R: the cluster must keep answering, so the recovered replica is in the quorum
+#      (it acknowledges no prepare while it syncs), and, as a backup takes no op beyond its
+#      durable checkpoint + 1024, it executed from R on and wrote a checkpoint of its own (it
+#      must not have synced again);
+#   6. restarts replica 2, which must rejoin (by repair: it was down for less than a WAL).
 # Then the workload stops, reads back every acknowledged transfer and checks that debits equal
 # credits; once every WAL holds the cluster's last ops (converged), every replica must have
 # executed the same ops and stop cleanly, and no log may hold "assertion failed" or "fatal"
@@ -46,9 +51,10 @@ source "$(dirname "$0")/cluster_lib.sh"
 # more than a WAL behind and synced, again and again.
 pause_ms=${SYNC_PAUSE_MS:-30}
 batch_size=${SYNC_BATCH_SIZE:-10}
-# Replica 1 is down for down_batches, killed between checkpoint_margin and kill_position_max ops
-# past a checkpoint (its own durable): it then repairs the ops it missed (about 120) and those that
-# pass meanwhile (about 300) well before the cluster is a WAL past its checkpoint.
+# Replica 2 is down for down_batches in step 5, killed between checkpoint_margin and
+# kill_position_max ops past a checkpoint (its own durable): it then repairs the ops it missed
+# (about 120) and those that pass meanwhile (about 300) well before the cluster is a WAL past
+# its checkpoint.
 down_batches=50
 kill_position_max=400
 # How far past a checkpoint the cluster must be for it to be durable on the others.
@@ -127,30 +133,43 @@ touch "$work/hold"
 rejoin 2 $((synced_op + 1))
 rm -f "$work/hold"
 
-# 4. The synced replica in the quorum.
-early_in_interval
+# 4. Replica 1's data file lost, recreated with `tally recover`.
 kill_replica 1
-inspect 1
-((inspected_view == 0)) || fail "replica 1 was in view $inspected_view, not 0: no kill of a backup"
-down_from=$inspected_op
-say "killed backup replica 1 (WAL head op $down_from): the cluster runs on replicas 0 and 2"
-progress "$down_batches" "while replica 1 is down"
-progress_to $((synced_op + slot_count + 8)) "while replica 1 is down"
-syncs=$(grep -c "synced to the checkpoint" "$work/replica_2.${starts[2]}.log")
-((syncs == 1)) || fail "replica 2 synced $syncs times before op $(committed_op)"
-say "op $(committed_op): acknowledged with replica 1 down, more than a WAL past op" \
-  "$synced_op: replica 2 wrote a checkpoint of its own"
-
-# 5. Replica 1 back.
+rm -f "$work/0_1.tally"
+say "killed replica 1 and deleted its data file"
+recovered=$("$tally" recover --cluster=0 --replica=1 --replica-count=3 --addresses="$addresses" \
+  "$work/0_1.tally" 2>&1) || fail "tally recover failed: $recovered"
+say "$recovered"
 start 1
-say "replica 1 restarted"
+synced 1
+recovered_op=$synced_op
 touch "$work/hold"
-rejoin 1 "$down_from"
+rejoin 1 $((recovered_op + 1))
+rm -f "$work/hold"
+
+# 5. The recovered replica in the quorum.
+early_in_interval
+kill_replica 2
+inspect 2
+down_from=$inspected_op
+say "killed replica 2 (WAL head op $down_from): the cluster runs on replicas 0 and 1"
+progress "$down_batches" "while replica 2 is down"
+progress_to $((recovered_op + slot_count + 8)) "while replica 2 is down"
+syncs=$(grep -c "synced to the checkpoint" "$work/replica_1.${starts[1]}.log")
+((syncs == 1)) || fail "replica 1 synced $syncs times before op $(committed_op)"
+say "op $(committed_op): acknowledged with replica 2 down, more than a WAL past op" \
+  "$recovered_op: the recovered replica 1 wrote a checkpoint of its own"
+
+# 6. Replica 2 back.
+start 2
+say "replica 2 restarted"
+touch "$work/hold"
+rejoin 2 "$down_from"
 rm -f "$work/hold"
 
 cluster_finish
-inspect 2
-say "replica 2's superblock at the end: checkpoint op $inspected_checkpoint; its syncs:" \
-  "$(grep -o "to the checkpoint at op [0-9]*" "$work/replica_2.${starts[2]}.log" |
-    awk '{ print $NF }' | paste -sd ' ')"
+inspect 1
+say "replica 1's superblock at the end: checkpoint op $inspected_checkpoint, view" \
+  "$inspected_view; its syncs: $(grep -o "to the checkpoint at op [0-9]*" \
+    "$work/replica_1.${starts[1]}.log" | awk '{ print $NF }' | paste -sd ' ')"
 say "passed in $((SECONDS - started)) s after the cluster started"

@@ -3,7 +3,7 @@
 //
 //   simulator [--replicas=N] [--clients=N] [--requests=N] [--ticks=N] [--crashes] [--faults]
 //             [--storage-faults] [--slow-disk] [--forged] [--clock-skew] [--lost=K]
-//             [--isolate-primary] SEED...
+//             [--isolate-primary] [--wipe] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
@@ -33,7 +33,12 @@
 // so that a survivor keeps an intact copy, and where that is none --storage-faults is refused.
 // With --isolate-primary, now and then the view's primary is cut off from the other replicas
 // for 10-500 ticks: both directions, only its outgoing paths, or only its incoming ones (clients
-// keep every link). Each new mode draws from a PRNG of its own: the workload's draws, and with
+// keep every link). With --wipe (3 or more replicas, not with --lost), once in a run a replica
+// that crashes (with --storage-faults, one of those whose storage is faulty) loses its data file
+// for good: it comes back, as `tally recover` brings it back (src/cli/recover.cpp), only once the
+// cluster has committed up to the head its lost WAL had, from a new data file in the highest
+// view a running replica is in plus 2, and must catch up from its peers (state sync where they
+// are a WAL past op 0). Each new mode draws from a PRNG of its own: the workload's draws, and with
 // them old seeds, stay those of a run without it.
 // After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
@@ -178,6 +183,9 @@ constexpr u64 timestamp_ahead_max_ns = 10'000'000;
 // replicas are lost is drawn from [1/20, 1/2].
 constexpr u64 lost_progress_min_per_mille = 50;
 constexpr u64 lost_progress_max_per_mille = 500;
+// --wipe: a replica's file is lost only while this many requests are left, so that the
+// clients' requests commit past its lost WAL's head before the run ends (else it stays lost).
+constexpr u64 wipe_requests_left_min = 40;
 // --isolate-primary: at this chance per tick (while nothing is cut off), the view's primary is
 // cut off for isolate_ticks_min..isolate_ticks_max ticks: some shorter than the backups' 1 s
 // heartbeat timeout (normal_heartbeat_ticks), some long enough for a view change or several.
@@ -222,6 +230,7 @@ struct Options {
   bool clock_skew = false;
   u8 lost = 0;
   bool isolate_primary = false;
+  bool wipe = false;
   u64 ticks_max = 200'000;
 };
 
@@ -266,7 +275,10 @@ struct ReplicaNode {
   ReplicaBus bus;
   ReplicaClock clock;
   bool up = false;
-  bool lost = false;  // Crashed for good (--lost).
+  bool lost = false;  // Crashed for good (--lost), or wiped with no way back (--wipe).
+  // --wipe: its data file is lost; the head its WAL had, which the cluster must have committed
+  // before the replica comes back from a new file.
+  std::optional<u64> wiped_head;
   u64 restart_tick = 0;
   u64 checked_op = 0;  // Ops up to here were compared with the chain.
   // The ledger's digest at a commit_min, computed once: a replica's state is a function of the
@@ -341,6 +353,7 @@ class Simulation {
         clock_prng_(options.seed ^ 0xC10C5EDULL),
         lost_prng_(options.seed ^ 0x105EDULL),
         isolate_prng_(options.seed ^ 0x150EDULL),
+        wipe_prng_(options.seed ^ 0x3199EDULL),
         layout_(layout_config(options)) {
     pool_.init(2048, message_size_max);
     io::sim::NetworkOptions network_options{
@@ -360,18 +373,7 @@ class Simulation {
       ReplicaNode& node = replicas_[index];
       node.simulation = this;
       node.index = index;
-      // The last replica has the slow disk (with view changes it is sometimes the primary).
-      const bool slow = options.slow_disk && index == options.replica_count - 1 && index != 0;
-      node.storage = std::make_unique<io::sim::Storage>(io::sim::StorageOptions{
-          .size = layout_.size(),
-          .seed = options.seed * 31 + index,
-          .read_latency_min_ticks = 1,
-          .read_latency_max_ticks = options.faults ? 5u : 1u,
-          .write_latency_min_ticks = slow ? slow_disk_latency_min_ticks : 1u,
-          .write_latency_max_ticks = slow ? slow_disk_latency_max_ticks
-                                     : options.faults ? 8u
-                                                      : 1u,
-      });
+      node.storage = storage_make(index, options.seed * 31 + index);
       format(node);
       // Storage faults on at most replication quorum - 1 replicas (never replica 0), fewer with
       // --lost (storage_faults_end()): then every committed op keeps an intact copy on some
@@ -520,7 +522,23 @@ class Simulation {
                                                 .torn_write_ppm = 300'000});
   }
 
-  void format(ReplicaNode& node) {
+  // A replica's storage, empty. The last replica has the slow disk (with view changes it is
+  // sometimes the primary).
+  std::unique_ptr<io::sim::Storage> storage_make(u8 index, u64 seed) const {
+    const bool slow = options_.slow_disk && index == options_.replica_count - 1 && index != 0;
+    return std::make_unique<io::sim::Storage>(io::sim::StorageOptions{
+        .size = layout_.size(),
+        .seed = seed,
+        .read_latency_min_ticks = 1,
+        .read_latency_max_ticks = options_.faults ? 5u : 1u,
+        .write_latency_min_ticks = slow ? slow_disk_latency_min_ticks : 1u,
+        .write_latency_max_ticks = slow ? slow_disk_latency_max_ticks
+                                   : options_.faults ? 8u
+                                                     : 1u,
+    });
+  }
+
+  void format(ReplicaNode& node, u32 view = 0) {
     using Store = journal::SuperblockStore<io::sim::Storage>;
     Store store(*node.storage);
     bool done = false;
@@ -528,7 +546,8 @@ class Simulation {
     store.format({.cluster = cluster_id,
                   .replica = node.index,
                   .replica_count = options_.replica_count,
-                  .layout = layout_.config()},
+                  .layout = layout_.config(),
+                  .view = view},
                  [](Store* s) { *static_cast<bool*>(s->context) = true; });
     while (!done) node.storage->tick();
   }
@@ -600,14 +619,21 @@ class Simulation {
 
   void crash_step(u64 tick, bool quiet) {
     for (ReplicaNode& node : replicas_) {
-      if (!node.up && !node.lost && (quiet || tick >= node.restart_tick)) replica_start(node);
+      if (node.up || node.lost || !(quiet || tick >= node.restart_tick)) continue;
+      if (node.wiped_head.has_value()) {
+        wiped_restart_try(node, quiet);
+      } else {
+        replica_start(node);
+      }
     }
     if (quiet) return;
     if (prng_.chance(Ratio{.numerator = 1, .denominator = 400})) {
       ReplicaNode& node = replicas_[prng_.index(replicas_.size())];
       if (node.up) {
+        const u64 head = node.replica->op();
         replica_crash(node);
         node.restart_tick = tick + prng_.range_inclusive<u64>(10, 300);
+        if (options_.wipe) wipe_maybe(node, head);
       }
     }
     if (prng_.chance(Ratio{.numerator = 1, .denominator = 5000})) {
@@ -618,6 +644,52 @@ class Simulation {
         node.restart_tick = restart;
       }
     }
+  }
+
+  // --wipe: the first time a crashed replica is drawn for it (eligible: with --storage-faults
+  // only a replica whose storage is faulty, so that the faults stay within what the cluster
+  // survives), while enough requests are left for the cluster to commit past its head.
+  void wipe_maybe(ReplicaNode& node, u64 head) {
+    if (wiped_ || requests_done_total() + wipe_requests_left_min >
+                      u64{options_.client_count} * options_.requests_per_client) {
+      return;
+    }
+    if (options_.storage_faults && (node.index == 0 || node.index >= storage_faults_end(options_))) {
+      return;
+    }
+    if (!wipe_prng_.chance(Ratio{.numerator = 1, .denominator = 3})) return;
+    wiped_ = true;
+    node.wiped_head = head;
+  }
+
+  // `tally recover`'s two steps: the cluster commits up to the lost WAL's head (the tool commits
+  // a pipeline of requests of its own; here the clients' requests do it), then a new data file
+  // in the highest view a running replica is in, plus 2. A run whose clients finished before
+  // that gives the replica up as lost (counted in the summary).
+  void wiped_restart_try(ReplicaNode& node, bool quiet) {
+    TALLY_ASSERT(!node.up && node.wiped_head.has_value());
+    u64 committed = 0;
+    u32 view = 0;
+    for (const ReplicaNode& other : replicas_) {
+      if (!other.up || !other.replica->opened()) continue;
+      committed = std::max(committed, other.replica->commit_min());
+      view = std::max(view, other.replica->view());
+    }
+    if (committed < *node.wiped_head) {
+      if (quiet && clients_finished()) {
+        node.lost = true;
+        wipes_abandoned_ += 1;
+      }
+      return;
+    }
+    const bool faulty = options_.storage_faults && node.index != 0 &&
+                        node.index < storage_faults_end(options_);
+    node.storage = storage_make(node.index, (options_.seed * 31 + node.index) ^ 0x3199ED);
+    format(node, view + 2);
+    if (faulty) storage_faults_allow(*node.storage);
+    node.wiped_head.reset();
+    wipes_ += 1;
+    replica_start(node);
   }
 
   // --------------------------------------------------------------------------------------
@@ -1445,6 +1517,12 @@ class Simulation {
                            std::to_string(*lost_tick_)
                      : std::string(", none lost (no view ran in time)");
     }
+    if (options_.wipe) {
+      summary += ", " + std::to_string(wipes_) + " data file" + (wipes_ == 1 ? "" : "s") +
+                 " wiped and recovered" +
+                 (wipes_abandoned_ > 0 ? ", 1 wiped replica not recovered (no requests left)"
+                                       : "");
+    }
     if (options_.isolate_primary) {
       summary += ", primary cut off both ways " +
                  std::to_string(isolations_[static_cast<u32>(IsolateMode::both)]) + " times, " +
@@ -1839,6 +1917,10 @@ class Simulation {
   Prng clock_prng_;    // --clock-skew: the clocks' offsets, drifts and steps.
   Prng lost_prng_;     // --lost: when, and which replicas besides the primary.
   Prng isolate_prng_;  // --isolate-primary: when, how and how long.
+  Prng wipe_prng_;     // --wipe: which crash loses its data file.
+  bool wiped_ = false;  // --wipe: a replica's file was drawn to be lost (once per run).
+  u64 wipes_ = 0;
+  u64 wipes_abandoned_ = 0;
   journal::Layout layout_;
   MessagePool pool_;
   std::unique_ptr<Network> network_;
@@ -1945,6 +2027,8 @@ int main(int argc, char** argv) {
       options.lost = static_cast<u8>(value);
     } else if (std::strcmp(argument, "--isolate-primary") == 0) {
       options.isolate_primary = true;
+    } else if (std::strcmp(argument, "--wipe") == 0) {
+      options.wipe = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
@@ -1952,7 +2036,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
                      "[--ticks=N] [--crashes] [--faults] [--storage-faults] [--slow-disk] "
-                     "[--forged] [--clock-skew] [--lost=K] [--isolate-primary] SEED...\n"
+                     "[--forged] [--clock-skew] [--lost=K] [--isolate-primary] [--wipe] "
+                     "SEED...\n"
                      "  --clock-skew       each replica's own wall clock: offset up to 3 s "
                      "either way, drift up to 1%%, now and then a step\n"
                      "  --lost=K           K replicas (the primary first) crash for good in the "
@@ -1960,7 +2045,9 @@ int main(int argc, char** argv) {
                      "quorum); with --storage-faults, faults on replication quorum - 1 - K "
                      "replicas, refused where that is none\n"
                      "  --isolate-primary  now and then cut the view's primary off from the other "
-                     "replicas (both ways, outgoing or incoming only) for 10-500 ticks\n");
+                     "replicas (both ways, outgoing or incoming only) for 10-500 ticks\n"
+                     "  --wipe             once, a crashed replica's data file is lost; it comes "
+                     "back as `tally recover` makes it (3 or more replicas, not with --lost)\n");
         return 2;
       }
       seeds.push_back(seed);
@@ -1983,6 +2070,13 @@ int main(int argc, char** argv) {
                  "--lost=1).\n",
                  options.lost, options.replica_count,
                  vsr::quorums(options.replica_count).replication, options.lost);
+    return 2;
+  }
+  if (options.wipe && (options.replica_count < 3 || options.lost > 0 || !options.crashes)) {
+    std::fprintf(stderr,
+                 "simulator: --wipe needs --crashes and 3 or more replicas (a smaller cluster "
+                 "cannot commit without the wiped one), and not --lost (it is one more replica "
+                 "gone)\n");
     return 2;
   }
   if (options.isolate_primary && options.replica_count == 1) {
