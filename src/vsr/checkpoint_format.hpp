@@ -54,13 +54,18 @@ struct CheckpointVsrState {
   // whose log ends at its checkpoint can still name its head when its WAL slot is reused or
   // damaged (a do_view_change needs it). All zero in checkpoints written before it existed.
   Header prepare_header;
+  // The id (checkpoint_id()) of the checkpoint this one followed: the ids form a chain, and a
+  // replica knows the id of its durable checkpoint's predecessor, which prepares name
+  // (Replica::checkpoint_id_for_op()). 0 in checkpoints written before it existed.
+  u128 parent_id;
   u8 reserved_head[checkpoint_vsr_head_size - 16 - sizeof(BlockReference) - 16 -
-                   sizeof(state_machine::CheckpointState) - 8 - sizeof(Header)];
+                   sizeof(state_machine::CheckpointState) - 8 - sizeof(Header) - 16];
   BlockReference manifest[manifest_blocks_max];
 };
 static_assert(sizeof(CheckpointVsrState) <= journal::checkpoint_state_size);
 static_assert(offsetof(CheckpointVsrState, manifest) == checkpoint_vsr_head_size);
 static_assert(offsetof(CheckpointVsrState, prepare_header) % alignof(Header) == 0);
+static_assert(offsetof(CheckpointVsrState, parent_id) % alignof(u128) == 0);
 static_assert(std::is_trivially_copyable_v<CheckpointVsrState>);
 
 enum class GridBlockKind : u32 { manifest = 1, sessions = 2 };

@@ -10,7 +10,7 @@
 //   every replica command   sender index within the cluster and, but for a prepare (which
 //                           names the primary that prepared it), not this replica
 //   prepare                 sent by the primary of the view it names; op >= 1; commit < op;
-//                           a timestamp; checkpoint_id 0; an operation a primary prepares
+//                           a timestamp; a checkpoint_id; an operation a primary prepares
 //                           (register, pulse, or a state-machine operation other than the
 //                           state machine's pulse) with exactly the fields and body it gives
 //                           that operation, the body passing the request body rules (§8)
@@ -55,7 +55,6 @@ enum class MessageError : u8 {
   op_zero,               // Op 0 is the root prepare, never sent.
   commit_not_below_op,   // A prepare's commit number must precede its own op.
   timestamp_zero,
-  checkpoint_id_nonzero,
   operation_invalid,     // An operation no primary prepares.
   pulse_fields_invalid,  // A pulse names a client, a request or a body.
   register_fields_invalid,
@@ -68,7 +67,7 @@ enum class MessageError : u8 {
   view_fields_invalid,   // op, commit and checkpoint fields out of order.
   nonce_zero,
   block_fields_invalid,  // A get_blocks or block: kind, index, checksum or body size.
-  checkpoint_id_zero,    // A commit names its checkpoint by a checksum, never 0.
+  checkpoint_id_zero,    // A prepare or commit names a checkpoint by a checksum, never 0.
 };
 
 constexpr const char* name(MessageError error) {
@@ -81,7 +80,6 @@ constexpr const char* name(MessageError error) {
     case MessageError::op_zero: return "op_zero";
     case MessageError::commit_not_below_op: return "commit_not_below_op";
     case MessageError::timestamp_zero: return "timestamp_zero";
-    case MessageError::checkpoint_id_nonzero: return "checkpoint_id_nonzero";
     case MessageError::operation_invalid: return "operation_invalid";
     case MessageError::pulse_fields_invalid: return "pulse_fields_invalid";
     case MessageError::register_fields_invalid: return "register_fields_invalid";
@@ -260,7 +258,7 @@ inline MessageError validate_replica_message(const Header& header,
       if (prepare.op == 0) return MessageError::op_zero;
       if (prepare.commit >= prepare.op) return MessageError::commit_not_below_op;
       if (prepare.timestamp == 0) return MessageError::timestamp_zero;
-      if (prepare.checkpoint_id != 0) return MessageError::checkpoint_id_nonzero;
+      if (prepare.checkpoint_id == 0) return MessageError::checkpoint_id_zero;
       return validate_prepare_operation(header, body);
     }
     case Command::prepare_ok:

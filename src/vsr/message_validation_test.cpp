@@ -78,6 +78,7 @@ TestMessage prepare_make(Operation operation) {
   prepare.op = 5;
   prepare.commit = 3;
   prepare.timestamp = 1'000'000;
+  prepare.checkpoint_id = 0xC0DE;
   prepare.operation = operation;
   if (operation == Operation::pulse) return message;  // The primary's own: no client, no body.
   prepare.client = 0xC11E;
@@ -240,10 +241,10 @@ TEST_SUITE("message_validation") {
     CHECK(prepare.validate() == MessageError::timestamp_zero);
   }
 
-  TEST_CASE("message validation: checkpoint_id_nonzero") {
+  TEST_CASE("message validation: checkpoint_id_zero: a prepare names its checkpoint") {
     TestMessage prepare = prepare_make(Operation::pulse);
-    prepare.header.prepare.checkpoint_id = 1;
-    CHECK(prepare.validate() == MessageError::checkpoint_id_nonzero);
+    prepare.header.prepare.checkpoint_id = 0;
+    CHECK(prepare.validate() == MessageError::checkpoint_id_zero);
   }
 
   TEST_CASE("message validation: operation_invalid: operations no primary prepares") {

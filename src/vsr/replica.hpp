@@ -246,6 +246,8 @@ class Replica {
   std::optional<u128> checksum_of(u64 op) const { return log_.checksum_of(op); }
   // The durable checkpoint's identity (replica_sync.hpp: checkpoint_id()).
   u128 checkpoint_id_durable() const;
+  // The checkpoint id a prepare of `op` carries (replica_sync.hpp), if this replica knows it.
+  std::optional<u128> checkpoint_id_for_op(u64 op) const;
   // A replica's durable checkpoint covers only ops it executed.
   u64 checkpoint_op_durable() const {
     const u64 op = superblock_.working().checkpoint.op;

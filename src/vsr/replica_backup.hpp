@@ -26,6 +26,14 @@ void Replica<S, Bus, Clock>::on_prepare(base::Message* message) {
     later_view_heard(header.view);
     return;
   }
+  // Built on another checkpoint than this replica's (where it knows which one the op needs):
+  // not the cluster's log as this replica holds it. The commit heartbeats' checkpoint id stops
+  // a replica whose own checkpoint diverged; a prepare alone may be a forgery, so it is dropped.
+  if (const std::optional<u128> expected = checkpoint_id_for_op(header.prepare.op);
+      expected.has_value() && *expected != header.prepare.checkpoint_id) {
+    stats_.messages_invalid += 1;
+    return;
+  }
   if (status_ == ReplicaStatus::normal && header.view == view_ && !primary()) {
     prepare_from_primary(message);
   } else if (status_ == ReplicaStatus::normal ||

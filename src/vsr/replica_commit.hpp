@@ -284,6 +284,8 @@ void Replica<S, Bus, Clock>::checkpoint_written_callback(void* context) {
   const Header* prepare = self->log_.header(self->commit_min_);
   TALLY_ASSERT(prepare != nullptr && prepare->checksum == state.prepare_checksum);
   state.prepare_header = *prepare;
+  // The durable checkpoint is still the previous one (the superblock names this one later).
+  state.parent_id = self->checkpoint_id_durable();
   checkpoint_vsr_state_write(state, reference);
   self->superblock_checkpoint_wanted_ = true;
   self->superblock_write_next();

@@ -165,13 +165,20 @@ void Replica<S, Bus, Clock>::prepare_start(u128 client, u128 request_checksum, u
   header.prepare.timestamp = timestamp_next(operation, events);
   header.prepare.request = request;
   header.prepare.operation = operation;
+  // Known: a primary's durable checkpoint is one of the two that name ops it may prepare.
+  const std::optional<u128> checkpoint_id = checkpoint_id_for_op(header.prepare.op);
+  TALLY_ASSERT(checkpoint_id.has_value(), "op %llu, checkpoint %llu",
+               static_cast<unsigned long long>(header.prepare.op),
+               static_cast<unsigned long long>(checkpoint_op_durable()));
+  header.prepare.checkpoint_id = *checkpoint_id;
   if (!body.empty()) std::memcpy(message->buffer + header_size, body.data(), body.size());
   set_checksum_body(header, message->body());
   set_checksum(header);
   message->pad_zero();
 
   // What every receiver checks first (validate_replica_message()): commit < op, a timestamp.
-  TALLY_ASSERT(header.prepare.commit < header.prepare.op && header.prepare.timestamp != 0);
+  TALLY_ASSERT(header.prepare.commit < header.prepare.op && header.prepare.timestamp != 0 &&
+               header.prepare.checkpoint_id != 0);
   log_.append(message);
   pipeline_.push(message, 0, reservation_of(operation, events));
   pool().unref(message);  // The log and the pipeline hold their own references.

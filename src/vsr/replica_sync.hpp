@@ -43,6 +43,30 @@ u128 Replica<S, Bus, Clock>::checkpoint_id_durable() const {
   return checkpoint_id(superblock_.working().checkpoint);
 }
 
+// Checkpoints are at the ops C_i = i * checkpoint_interval(). A prepare of an op in
+// (C_k, C_k+1] carries the id of C_k-1 (of C_0, the format's, for k = 0): its primary has that
+// one durable or the next, C_k, whose parent_id it is, since it prepares only up to its
+// durable checkpoint + a WAL (= C_k+1 + 2 pipelines) and not beyond the op it has executed
+// + a pipeline. A replica knows the id for ops of those two intervals after its own durable
+// checkpoint C_j: the k with C_k-1 = C_j or C_j-1 (C_j itself: its id; C_j-1: its parent_id).
+//   interval 10, durable C_2 = 20: ops 21..30 carry id(C_1) = C_2's parent_id, ops 31..40
+//   id(C_2); ops 11..20 carry id(C_0), which C_2 no longer knows: none.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+std::optional<u128> Replica<S, Bus, Clock>::checkpoint_id_for_op(u64 op) const {
+  TALLY_ASSERT(op > 0);
+  const u64 interval = checkpoint_interval();
+  const journal::CheckpointReference& durable = superblock_.working().checkpoint;
+  TALLY_ASSERT(durable.op % interval == 0);
+  const u64 checkpoint_below = (op - 1) / interval * interval;  // C_k
+  const u64 named = checkpoint_below >= interval ? checkpoint_below - interval : 0;
+  if (named == durable.op) return checkpoint_id(durable);
+  if (durable.op > 0 && named + interval == durable.op) {
+    const u128 parent = checkpoint_vsr_state_read(durable).parent_id;
+    if (parent != 0) return parent;
+  }
+  return std::nullopt;
+}
+
 template <journal::Storage S, MessageBus Bus, Time Clock>
 bool Replica<S, Bus, Clock>::syncing() const {
   // A target taken (sync_target_op_) and not yet opened: also while looking for a newer one.

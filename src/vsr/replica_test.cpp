@@ -4,6 +4,7 @@
 // simulator's (tests/simulator).
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -956,6 +957,8 @@ TEST_CASE("replica cluster of three: forged prepares reach neither an assertion 
                             header.prepare.operation = forgery.operation;
                             header.prepare.parent = cluster.replica(target).checksum_of(
                                 cluster.replica(target).op()).value_or(0);
+                            header.prepare.checkpoint_id =
+                                cluster.replica(target).checkpoint_id_for_op(op_next).value();
                           }));
       sent += 1;
     }
@@ -1101,6 +1104,68 @@ TEST_CASE("replica cluster of three: a backup's join_view reaches the view's hea
   REQUIRE(primary < 3);
   CHECK(cluster.replica(primary).commit_min() > committed);
   CHECK(cluster.replica(primary).state_machine().ledger().account_count() == accounts_committed + 1);
+}
+
+TEST_CASE("replica cluster of three: prepares name the checkpoint before their own") {
+  // Goal: a prepare of an op in (C_k, C_k+1] carries the id of checkpoint C_k-1 (C_0 for
+  // k = 0), the same on every replica, across several checkpoints; a backup drops a prepare
+  // that names another id (a copy of the primary's next prepare, the id changed and resealed)
+  // and takes the primary's own.
+  Cluster cluster(3);
+  TestClient client{cluster, 69};
+  REQUIRE(client.register_session().has_value());
+  const u64 interval = cluster.replica(0).checkpoint_interval();
+  std::map<u64, u128> prepare_ids;      // op -> checkpoint_id, as the primary sent them
+  std::map<u64, u128> checkpoint_ids;   // checkpoint op -> id, as each replica made it
+  checkpoint_ids[0] = cluster.replica(0).checkpoint_id_for_op(1).value();
+  cluster.network.tamper = [&prepare_ids](Network::Packet& packet) {
+    const Header& header = packet.message->header();
+    if (header.command == Command::prepare) {
+      prepare_ids[header.prepare.op] = header.prepare.checkpoint_id;
+    }
+  };
+  for (u128 id = 1; id <= 3 * interval + 5; id += 1) {
+    const Account accounts[] = {account_make(id)};
+    REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+    for (u8 index = 0; index < 3; index += 1) {
+      const Replica& replica = cluster.replica(index);
+      const auto [position, inserted] = checkpoint_ids.emplace(replica.checkpoint_op_durable(),
+                                                               replica.checkpoint_id_durable());
+      CHECK(position->second == replica.checkpoint_id_durable());  // One id per checkpoint op.
+    }
+  }
+  cluster.network.tamper = nullptr;
+  REQUIRE(checkpoint_ids.size() >= 4);
+  for (const auto& [op, id] : prepare_ids) {
+    CAPTURE(op);
+    const u64 below = (op - 1) / interval * interval;
+    const u64 named = below >= interval ? below - interval : 0;
+    REQUIRE(checkpoint_ids.contains(named));
+    CHECK(id == checkpoint_ids[named]);
+  }
+  // A copy of the next prepare with another id: dropped by the backup; the real one taken.
+  const u64 op_next = cluster.replica(0).op() + 1;
+  const u128 expected = cluster.replica(2).checkpoint_id_for_op(op_next).value();
+  const u64 invalid = cluster.replica(2).stats().messages_invalid;
+  deliver(cluster, 2,
+          forged_make(cluster, Command::prepare, 0, cluster.replica(0).view(), {},
+                      [&](Header& header) {
+                        header.prepare.op = op_next;
+                        header.prepare.parent =
+                            cluster.replica(2).checksum_of(op_next - 1).value_or(0);
+                        header.prepare.commit = op_next - 1;
+                        header.prepare.timestamp = ~u64{0} >> 1;
+                        header.prepare.operation = Operation::pulse;
+                        header.prepare.checkpoint_id = expected ^ 1;
+                      }));
+  cluster.run(3);
+  CHECK(cluster.replica(2).stats().messages_invalid == invalid + 1);
+  CHECK(cluster.replica(2).op() == op_next - 1);
+  const Account accounts[] = {account_make(3 * interval + 6)};
+  REQUIRE(client.create_accounts(accounts, nullptr).has_value());
+  cluster.run(20);
+  CHECK(cluster.replica(2).op() == op_next);
+  CHECK(cluster.replica(2).checksum_of(op_next).has_value());
 }
 
 TEST_CASE("replica cluster of three: a backup a WAL behind syncs a peer's checkpoint") {

@@ -43,7 +43,8 @@
 // After every tick the checkers run:
 //   - agreement: every op committed anywhere has one checksum (the hash chain) everywhere;
 //   - state: replicas at the same commit number have the same ledger digest, and durable
-//     checkpoints of the same op the same id (over the whole run);
+//     checkpoints of the same op the same id (over the whole run), the id that the prepares
+//     of the interval after the next name;
 //   - replies: every reply a client accepts equals, byte for byte, what the reference model
 //     answers when the committed ops are applied to it in op order, and reply timestamps
 //     increase with the op;
@@ -1269,8 +1270,13 @@ class Simulation {
     } else {
       prepare.commit = prepare.op + forger_prng_.range_inclusive<u64>(0, 2);
     }
+    // The checkpoint id the reference replica expects of the op, where it knows one; now and
+    // then another, or none (0, which validation rejects).
+    const std::optional<u128> checkpoint_id =
+        prepare.op > 0 ? reference.checkpoint_id_for_op(prepare.op) : std::nullopt;
+    prepare.checkpoint_id = checkpoint_id.has_value() ? *checkpoint_id : forger_u128_nonzero();
     if (forger_prng_.chance(Ratio{.numerator = 1, .denominator = 12})) {
-      prepare.checkpoint_id = forger_u128_nonzero();
+      prepare.checkpoint_id = forger_prng_.boolean() ? forger_u128_nonzero() : 0;
     }
     prepare.operation = forger_operation();
     // The fields the operation needs, then now and then one of them broken.
@@ -1338,7 +1344,9 @@ class Simulation {
         prepare.request = prepare.request == 0 || forger_prng_.boolean() ? prepare.request + 1 : 0;
         break;
       case 9: prepare.request_checksum = forger_u128_nonzero(); break;
-      case 10: prepare.checkpoint_id = forger_u128_nonzero(); break;
+      case 10:
+        prepare.checkpoint_id = forger_prng_.boolean() ? forger_u128_nonzero() : 0;
+        break;
       default:
         forgery.body = forger_prng_.boolean() ? forger_junk() : forger_body(prepare.operation);
         break;
@@ -1604,6 +1612,9 @@ class Simulation {
       if (!checksum.has_value() || prepares_made_.contains(*checksum)) continue;
       if (forged_prepares_.contains(*checksum)) continue;
       const Header* header = node.replica->wal().header_with_op(op);
+      if (header != nullptr && header->checksum == *checksum) {
+        prepare_checkpoint_check(op, header->prepare.checkpoint_id);
+      }
       prepares_made_.emplace(
           *checksum,
           PrepareMade{.primary = node.index,
@@ -1613,6 +1624,22 @@ class Simulation {
                                        : 0,
                       .primary_realtime_ns = node.clock.time().realtime_ns(),
                       .highest_realtime_ns = realtime_highest_ns_});
+    }
+  }
+
+  // A prepare of an op in (C_k, C_k+1] names checkpoint C_k-1 (C_0 for k = 0) by its id: the
+  // same id every replica's checkpoint of that op has (checkpoint_ids_, over the whole run).
+  void prepare_checkpoint_check(u64 op, u128 id) {
+    const u64 interval = replicas_[0].replica ? replicas_[0].replica->checkpoint_interval()
+                                              : layout_.config().slot_count - 2 * vsr::pipeline_max;
+    const u64 below = (op - 1) / interval * interval;
+    const u64 named = below >= interval ? below - interval : 0;
+    const auto [position, inserted] = checkpoint_ids_.emplace(named, id);
+    if (!inserted && position->second != id) {
+      dump();
+      fail(options_, "the prepare of op " + std::to_string(op) +
+                         " names another id for the checkpoint of op " + std::to_string(named) +
+                         " than the replicas' checkpoint has");
     }
   }
 
