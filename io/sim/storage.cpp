@@ -147,9 +147,12 @@ void Storage::complete_read(Read* read) {
   bool error = false;
   for (u64 sector = sector_first; sector < sector_end; sector += 1) {
     const u64 sector_offset = sector * sector_size;
-    if ((damage_[sector] & damage::read_error) == 0 && rates_.read_error_ppm > 0 &&
-        fault_allowed(Fault::read_error, sector_offset, sector_size) &&
-        prng_.chance_ppm(rates_.read_error_ppm)) {
+    const FaultZone* read_error_zone = rates_.read_error_ppm > 0
+                                           ? fault_zone(Fault::read_error, sector_offset,
+                                                        sector_size)
+                                           : nullptr;
+    if ((damage_[sector] & damage::read_error) == 0 && read_error_zone != nullptr &&
+        prng_.chance_ppm(rates_.read_error_ppm / read_error_zone->read_fault_divisor)) {
       damage_[sector] |= damage::read_error;
       fault_record(Fault::read_error, sector_offset);
     }
@@ -157,8 +160,11 @@ void Storage::complete_read(Read* read) {
       error = true;
       continue;
     }
-    if (rates_.bit_flip_ppm > 0 && fault_allowed(Fault::bit_flip, sector_offset, sector_size) &&
-        prng_.chance_ppm(rates_.bit_flip_ppm)) {
+    const FaultZone* bit_flip_zone =
+        rates_.bit_flip_ppm > 0 ? fault_zone(Fault::bit_flip, sector_offset, sector_size)
+                                : nullptr;
+    if (bit_flip_zone != nullptr &&
+        prng_.chance_ppm(rates_.bit_flip_ppm / bit_flip_zone->read_fault_divisor)) {
       sector_flip_bit(sector);
       fault_record(Fault::bit_flip, sector_offset);
     }
@@ -304,6 +310,7 @@ void Storage::crash() {
 void Storage::faults_allow(Fault fault, FaultZone zone) {
   range_assert(zone.offset, zone.size);
   TALLY_ASSERT(zone.alignment > 0 && aligned(zone.alignment));
+  TALLY_ASSERT(zone.read_fault_divisor >= 1);
   zones_[static_cast<u32>(fault)].push(zone);
 }
 

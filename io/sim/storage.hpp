@@ -81,6 +81,10 @@ struct FaultZone {
   u64 offset = 0;
   u64 size = 0;
   u64 alignment = sector_size;
+  // The per-sector faults drawn at reads (read_error, bit_flip) come at the storage's rate
+  // divided by this here: a zone read whole at once (a checkpoint's grid blocks at open) would
+  // otherwise fault at nearly every such read, and never be read back whole.
+  u32 read_fault_divisor = 1;
 };
 
 struct StorageOptions {

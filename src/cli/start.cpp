@@ -222,6 +222,13 @@ int command_start(std::span<char*> arguments) {
 
   CapacityWarning capacity_warning;
   u64 syncs_logged = 0;
+  if (server->replica->stats().checkpoint_repairs > 0) {
+    std::printf("tally: replica %u: blocks of the checkpoint at op %lu are damaged; fetching "
+                "them from its peers\n",
+                superblock.replica,
+                static_cast<unsigned long>(server->replica->checkpoint_op_durable()));
+    std::fflush(stdout);
+  }
   while (stop_requested == 0) {
     server->loop.run_for_ns(tick_ns);
     server->time.tick();

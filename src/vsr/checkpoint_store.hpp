@@ -21,9 +21,11 @@
 // names it leaves them unreferenced (free again after the restart).
 //
 // Reading (open()): the manifest, every state block (verified against its reference, then
-// handed to CheckpointRestorer), the sessions block, and each session's reply. A damaged state
-// block stops the replica (fatal: repairing blocks from peers is a later issue); a damaged
-// reply only makes that session's duplicate requests go unanswered (reply_available()).
+// handed to CheckpointRestorer), the sessions block, and each session's reply. A damaged
+// manifest, state or sessions block ends the read early: the callback runs with damaged() set
+// (the state machine then holds a partial state, which the next open() replaces whole), and the
+// replica fetches the blocks from peers (replica_open.hpp). A damaged reply only makes that
+// session's duplicate requests go unanswered (reply_available()).
 //
 // At most io_depth reads or writes are in flight; buffers are allocated at construction.
 #pragma once
@@ -31,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 
 #include "journal/layout.hpp"
@@ -95,6 +98,7 @@ class CheckpointStore {
     work_count_ = 0;
     work_next_ = 0;
     replies_damaged_ = 0;
+    damaged_address_.reset();
     TALLY_ASSERT(free_set_.acquired_count() == 0 && free_set_.staged_count() == 0);
   }
   // The checkpoint written by the last write(), for the superblock.
@@ -104,6 +108,12 @@ class CheckpointStore {
     return written_;
   }
   u32 replies_damaged() const { return replies_damaged_; }
+  // After open()'s callback: a block of the checkpoint did not verify (the first one found).
+  bool damaged() const { return damaged_address_.has_value(); }
+  u32 damaged_address() const {
+    TALLY_ASSERT(damaged());
+    return *damaged_address_;
+  }
   // State blocks written by the write-ahead (seal_ahead()) since construction.
   u64 blocks_written_ahead() const { return blocks_written_ahead_; }
 
@@ -233,6 +243,7 @@ class CheckpointStore {
       base::fatal(base::FatalReason::configuration_invalid,
                   "the checkpoint was written with other state machine capacities");
     }
+    damaged_address_.reset();
     reference_acquire(state.sessions.address);
     for (u32 index = 0; index < state.manifest_block_count; index += 1) {
       reference_acquire(state.manifest[index].address);
@@ -556,6 +567,13 @@ class CheckpointStore {
 
   void read_pump() {
     while (true) {
+      if (damaged_address_.has_value()) {
+        // The read ends once its I/O in flight has completed (read_done() ignores those).
+        if (in_flight_ > 0) return;
+        phase_ = Phase::idle;
+        callback_(context_);
+        return;
+      }
       if (phase_ == Phase::read_manifest) {
         // One manifest block at a time: the references land in order.
         if (in_flight_ > 0) return;
@@ -660,6 +678,7 @@ class CheckpointStore {
 
   void read_done(IoSlot* slot, bool read_ok) {
     TALLY_ASSERT(slot->busy);
+    if (damaged_address_.has_value()) return;  // The read is over: reads in flight drain.
     const std::span<const std::byte> data = buffer(slot->buffer_index);
     switch (phase_) {
       case Phase::read_manifest: {
@@ -671,8 +690,8 @@ class CheckpointStore {
                                         block)
                     : std::span<const std::byte>{};
         if (payload.empty() || payload.size() % sizeof(BlockReference) != 0) {
-          base::fatal(base::FatalReason::data_file_invalid,
-                      "manifest block %u of the checkpoint is damaged", block);
+          damaged_address_ = durable_.manifest[block].address;
+          return;
         }
         const u32 first = block * manifest_references_per_block;
         const u32 count = static_cast<u32>(payload.size() / sizeof(BlockReference));
@@ -701,10 +720,14 @@ class CheckpointStore {
                                                            durable_.state_machine, data)
                 : state_machine::CheckpointBlockError::checksum_mismatch;
         if (error != state_machine::CheckpointBlockError::none) {
-          base::fatal(base::FatalReason::data_file_invalid,
-                      "grid block %u of the checkpoint is damaged (%s); repairing it from "
-                      "another replica is not implemented yet",
-                      reference.address, state_machine::checkpoint_block_error_name(error));
+          // A block whose checksum verified but whose contents the state machine refuses was
+          // written so by a bug, on every replica alike: no peer has a better copy.
+          if (error != state_machine::CheckpointBlockError::checksum_mismatch) {
+            base::fatal(base::FatalReason::data_file_invalid,
+                        "grid block %u of the checkpoint verifies but does not restore (%s)",
+                        reference.address, state_machine::checkpoint_block_error_name(error));
+          }
+          damaged_address_ = reference.address;
         }
         return;
       }
@@ -714,8 +737,8 @@ class CheckpointStore {
                     : std::span<const std::byte>{};
         const u64 expected = u64{sessions_->capacity()} * sizeof(ClientSession);
         if (payload.size() != expected) {
-          base::fatal(base::FatalReason::data_file_invalid,
-                      "the checkpoint's client sessions block is damaged");
+          damaged_address_ = durable_.sessions.address;
+          return;
         }
         // Copied out through memcpy: the block buffer is not aligned for ClientSession.
         for (u32 index = 0; index < sessions_->capacity(); index += 1) {
@@ -774,6 +797,7 @@ class CheckpointStore {
   ClientSessions* sessions_ = nullptr;
   u64 op_previous_ = 0;
   u32 replies_damaged_ = 0;
+  std::optional<u32> damaged_address_;  // open(): the first block that did not verify.
   // Write-ahead, per table: blocks below ahead_staged_ have their address in manifest_; those
   // below ahead_issued_ have been written (or are being written) there.
   u32 ahead_staged_[table_count] = {};

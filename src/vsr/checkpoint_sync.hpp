@@ -420,7 +420,9 @@ class CheckpointSync {
   void slot_write(Slot* slot, u32 size) {
     TALLY_ASSERT(slot->state == SlotState::wanted && size > 0);
     TALLY_ASSERT(active());  // An answer is taken only while walking (on_block()).
-    const u32 padded = journal::sector_ceil(size);
+    // A grid block goes whole (zeros after its used bytes, as on_block() left the buffer): a
+    // damaged sector past the used bytes fails every read of the block, which is read whole.
+    const u32 padded = slot->kind == BlockKind::reply ? journal::sector_ceil(size) : block_size;
     TALLY_ASSERT(padded <= slot_buffer(*slot).size());
     slot->state = SlotState::writing;
     in_flight_ += 1;

@@ -139,6 +139,9 @@ struct ReplicaStats {
   u64 syncs_started = 0;          // State syncs begun (a peer's checkpoint asked for).
   u64 syncs_retargeted = 0;       // Given up for a newer checkpoint (blocks gone).
   u64 syncs_done = 0;             // Checkpoints installed from peers.
+  // Opens that found a block of the durable checkpoint damaged, and fetched it from peers (each
+  // then counts as a sync too).
+  u64 checkpoint_repairs = 0;
   u64 blocks_served = 0;          // Grid blocks and replies sent to syncing peers.
   u64 blocks_serve_dropped = 0;   // get_blocks dropped: every serving read was busy.
 };
@@ -291,6 +294,7 @@ class Replica {
   static void superblock_open_callback(journal::SuperblockStore<S>* store);
   void superblock_opened();
   static void checkpoint_opened_callback(void* context);
+  void checkpoint_repair_start();
   void wal_recover();
   static void wal_recovered_callback(typename journal::Wal<S>::Completion* completion);
   void wal_recovered();

@@ -98,8 +98,12 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::checkpoint_opened_callback(void* context) {
   auto* self = static_cast<Replica*>(context);
   TALLY_ASSERT(self->status_ == ReplicaStatus::opening && self->commit_min_ == 0);
-  TALLY_ASSERT(!self->checkpoint_store_.busy());  // Read whole.
+  TALLY_ASSERT(!self->checkpoint_store_.busy());  // Read whole, or up to a damaged block.
   const journal::CheckpointReference& checkpoint = self->superblock_.working().checkpoint;
+  if (self->checkpoint_store_.damaged()) {
+    self->checkpoint_repair_start();
+    return;
+  }
   TALLY_ASSERT(self->state_machine_.commit_timestamp() == checkpoint.commit_timestamp);
   TALLY_ASSERT(self->log_.op_checkpoint() == checkpoint.op);
   // The next checkpoint is relative to this one.
@@ -107,6 +111,32 @@ void Replica<S, Bus, Clock>::checkpoint_opened_callback(void* context) {
   self->commit_min_ = checkpoint.op;
   self->prepare_timestamp_ = checkpoint.commit_timestamp;
   self->wal_recover();
+}
+
+// A block of the durable checkpoint did not verify: the replica opens at the checkpoint's op
+// without its state, as after a crash in a state sync, and once open walks its own checkpoint
+// like a sync target (replica_sync.hpp): what verifies here stays, what does not is fetched
+// from peers, whose checkpoints of the same op are the same blocks at the same addresses. A peer
+// that has moved on may have reused a block: the walk then stalls and retargets to the primary's
+// newer checkpoint, an ordinary state sync. Nothing is written to the superblock: the blocks
+// fetched go where this very checkpoint names them, and a crash meanwhile finds the rest
+// damaged again.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::checkpoint_repair_start() {
+  TALLY_ASSERT(status_ == ReplicaStatus::opening && checkpoint_store_.damaged());
+  const journal::CheckpointReference& checkpoint = superblock_.working().checkpoint;
+  if (solo()) {
+    base::fatal(base::FatalReason::data_file_invalid,
+                "grid block %u of the checkpoint at op %llu is damaged, and a single replica has "
+                "no peer to repair it from",
+                checkpoint_store_.damaged_address(),
+                static_cast<unsigned long long>(checkpoint.op));
+  }
+  stats_.checkpoint_repairs += 1;
+  checkpoint_store_.reset();
+  sync_anchor(checkpoint);
+  sync_stage_ = SyncStage::install;  // As installed: the walk starts once opened.
+  wal_recover();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>

@@ -265,7 +265,10 @@ void Replica<S, Bus, Clock>::sync_anchor(const journal::CheckpointReference& ref
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::sync_fetch_start() {
   TALLY_ASSERT(sync_.idle() && !sync_.active());
-  TALLY_ASSERT(superblock_.working().checkpoint_syncing == 1);
+  // A target the superblock names as being synced, or the durable checkpoint itself, repaired
+  // in place (checkpoint_repair_start()).
+  TALLY_ASSERT(superblock_.working().checkpoint_syncing == 1 ||
+               superblock_.working().checkpoint == sync_target_);
   sync_stage_ = SyncStage::fetch;
   sync_.start(sync_target_op_, checkpoint_vsr_state_read(sync_target_),
               u32{options_.replica_count} - 1, sync_fetched_callback, sync_wanted_callback, this);
@@ -349,6 +352,12 @@ void Replica<S, Bus, Clock>::sync_opened_callback(void* context) {
   TALLY_ASSERT(self->sync_stage_ == SyncStage::open);
   TALLY_ASSERT(!self->sync_.active() && self->sync_.idle());  // The walk is over, its I/O done.
   const journal::CheckpointReference& reference = self->superblock_.working().checkpoint;
+  if (self->checkpoint_store_.damaged()) {
+    // A block the walk verified no longer reads back (damaged since): walk again.
+    self->checkpoint_store_.reset();
+    self->sync_fetch_start();
+    return;
+  }
   TALLY_ASSERT(self->state_machine_.commit_timestamp() == reference.commit_timestamp);
   TALLY_ASSERT(self->commit_min_ == reference.op && self->log_.op_checkpoint() == reference.op);
   self->checkpointer_.done(self->state_machine_);

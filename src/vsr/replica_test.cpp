@@ -1210,6 +1210,39 @@ TEST_CASE("replica cluster of three: a backup a WAL behind syncs a peer's checkp
   CHECK(synced.checkpoint_id_durable() == cluster.replica(0).checkpoint_id_durable());
 }
 
+TEST_CASE("replica cluster of three: damaged grid blocks of a checkpoint are fetched at open") {
+  // Goal: a replica whose durable checkpoint has damaged blocks (the first grid blocks, where a
+  // checkpoint's go) no longer stops at open: it opens without the state, fetches from its peers
+  // exactly the blocks that do not verify, reads the checkpoint, catches up, and opens cleanly
+  // the next time.
+  Cluster cluster(3);
+  TestClient client{cluster, 70};
+  REQUIRE(client.register_session().has_value());
+  const u64 interval = cluster.replica(0).checkpoint_interval();
+  accounts_submit(client, 1, interval + 10);
+  cluster.run(20);
+  const u64 checkpoint = cluster.replica(2).checkpoint_op_durable();
+  REQUIRE(checkpoint == interval);
+  cluster.crash(2);
+  for (u32 address = 0; address < 16; address += 1) {
+    cluster.nodes[2].storage->inject_bit_flip(cluster.layout.grid_block_offset(address));
+  }
+  cluster.open(2);
+  CHECK(cluster.replica(2).stats().checkpoint_repairs == 1);
+  CHECK(cluster.replica(2).syncing());
+  CHECK(run_until_synced(cluster, 2, 0));
+  CHECK(cluster.replica(2).checkpoint_op_durable() == checkpoint);  // In place: the same one.
+  accounts_submit(client, interval + 11, 3);
+  cluster.run(50);
+  CHECK(cluster.replica(2).commit_min() == cluster.replica(0).commit_min());
+  CHECK(cluster.replica(2).state_machine().ledger().digest() ==
+        cluster.replica(0).state_machine().ledger().digest());
+  cluster.crash(2);
+  cluster.open(2);
+  CHECK(cluster.replica(2).stats().checkpoint_repairs == 0);
+  CHECK(!cluster.replica(2).syncing());
+}
+
 TEST_CASE("replica cluster of three: a sync interrupted by a crash resumes from the superblock") {
   Cluster cluster(3);
   TestClient client{cluster, 61};

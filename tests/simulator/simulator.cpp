@@ -3,7 +3,7 @@
 //
 //   simulator [--replicas=N] [--clients=N] [--requests=N] [--ticks=N] [--crashes] [--faults]
 //             [--storage-faults] [--slow-disk] [--forged] [--clock-skew] [--lost=K]
-//             [--isolate-primary] [--wipe] SEED...
+//             [--isolate-primary] [--wipe] [--grid-faults] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
@@ -12,7 +12,9 @@
 // replicas crash and restart, some with torn or lost writes (primaries too: view changes
 // replace them), and (with --storage-faults) the WALs of up to replication quorum - 1 replicas
 // suffer latent sector errors and bit flips, and (with --slow-disk) one replica's writes take
-// tens of ticks, so that the cluster commits without it and its write queue fills.
+// tens of ticks, so that the cluster commits without it and its write queue fills; with
+// --grid-faults those replicas' grids are damaged too, which a replica repairs from its peers
+// when it reads its checkpoint at open.
 // With --forged a node that is no replica (attached to the network as one more client) sends,
 // a few times per 100 ticks, well-formed replica messages (prepare, prepare_ok, commit,
 // get_prepare) with valid checksums to random replicas: views below, at and above the current
@@ -232,6 +234,7 @@ struct Options {
   u8 lost = 0;
   bool isolate_primary = false;
   bool wipe = false;
+  bool grid_faults = false;
   u64 ticks_max = 200'000;
 };
 
@@ -504,11 +507,21 @@ class Simulation {
     return faults;
   }
 
-  // Latent sector errors and bit flips in the WAL, and torn writes at crashes, on the replicas
-  // the constructor chooses (never more than replication quorum - 1, whatever their role):
-  // what the cluster repairs from peers. Grids and client replies are not repaired from peers
-  // yet (docs/vsr-protocol.md, "Limits").
+  // Latent sector errors and bit flips in the WAL (and with --grid-faults in the grid, at a
+  // twentieth of the rate: a checkpoint is read whole at open), and torn writes at crashes, on
+  // the replicas the constructor chooses (never more than replication quorum - 1, whatever their
+  // role): what the cluster repairs from peers (a checkpoint's damaged grid blocks when it is
+  // read, at open). Client replies are not repaired from peers yet (docs/vsr-protocol.md,
+  // "Limits").
   void storage_faults_allow(io::sim::Storage& storage) {
+    if (options_.grid_faults) {
+      const journal::Zone grid = layout_.zone(journal::ZoneKind::grid);
+      const io::sim::FaultZone fault_zone{
+          .offset = grid.offset, .size = grid.size, .read_fault_divisor = 20};
+      storage.faults_allow(io::sim::Fault::read_error, fault_zone);
+      storage.faults_allow(io::sim::Fault::bit_flip, fault_zone);
+      storage.faults_allow(io::sim::Fault::torn_write, fault_zone);
+    }
     const journal::Zone headers = layout_.zone(journal::ZoneKind::wal_headers);
     const journal::Zone prepares = layout_.zone(journal::ZoneKind::wal_prepares);
     for (const journal::Zone& zone : {headers, prepares}) {
@@ -571,6 +584,7 @@ class Simulation {
   void replica_crash(ReplicaNode& node) {
     messages_invalid_before_crashes_ += node.replica->stats().messages_invalid;
     syncs_done_before_crashes_ += node.replica->stats().syncs_done;
+    checkpoint_repairs_before_crashes_ += node.replica->stats().checkpoint_repairs;
     // The storage first: writes in flight still read from the replica's buffers.
     node.storage->crash();
     node.replica.reset();
@@ -1525,6 +1539,9 @@ class Simulation {
                            std::to_string(*lost_tick_)
                      : std::string(", none lost (no view ran in time)");
     }
+    if (options_.grid_faults) {
+      summary += ", " + std::to_string(checkpoint_repairs()) + " checkpoints repaired at open";
+    }
     if (options_.wipe) {
       summary += ", " + std::to_string(wipes_) + " data file" + (wipes_ == 1 ? "" : "s") +
                  " wiped and recovered" +
@@ -1866,6 +1883,12 @@ class Simulation {
                    stats.requests_received, stats.requests_dropped, stats.requests_duplicate,
                    stats.requests_evicted, stats.requests_capacity_dropped,
                    stats.messages_invalid);
+      std::fprintf(stderr,
+                   "    sync stage %u syncing %d syncs started %" PRIu64 " done %" PRIu64
+                   " retargeted %" PRIu64 " checkpoint repairs %" PRIu64 "\n",
+                   static_cast<unsigned>(replica.sync_stage()), replica.syncing() ? 1 : 0,
+                   stats.syncs_started, stats.syncs_done, stats.syncs_retargeted,
+                   stats.checkpoint_repairs);
     }
     for (const ClientNode& node : clients_) {
       std::fprintf(stderr, "  client %u: state %s done %u in flight %d attempts %u\n",
@@ -1887,6 +1910,14 @@ class Simulation {
   }
 
   // State syncs finished, by every replica (those that crashed since too).
+  u64 checkpoint_repairs() const {
+    u64 total = checkpoint_repairs_before_crashes_;
+    for (const ReplicaNode& node : replicas_) {
+      if (node.replica) total += node.replica->stats().checkpoint_repairs;
+    }
+    return total;
+  }
+
   u64 syncs_done() const {
     u64 total = syncs_done_before_crashes_;
     for (const ReplicaNode& node : replicas_) {
@@ -1901,6 +1932,9 @@ class Simulation {
       if (node.lost) continue;
       if (!node.replica || !node.replica->opened()) return false;
       if (node.replica->status() != vsr::ReplicaStatus::normal) return false;
+      // A syncing replica's commit_min is its target's, its state not yet (seed
+      // 4213410928864073861 ended with one mid-sync, its ledger the old checkpoint's).
+      if (node.replica->syncing()) return false;
       if (!commit.has_value()) commit = node.replica->commit_min();
       if (node.replica->commit_min() != *commit) return false;
     }
@@ -1967,6 +2001,7 @@ class Simulation {
   u64 crashes_ = 0;
   u64 messages_invalid_before_crashes_ = 0;  // Counted by replicas that crashed since.
   u64 syncs_done_before_crashes_ = 0;         // Likewise.
+  u64 checkpoint_repairs_before_crashes_ = 0;  // Likewise.
 
   Network::Endpoint* forger_ = nullptr;
   std::vector<Forgery> forger_observed_;  // Copies of real prepares, a ring.
@@ -2056,6 +2091,8 @@ int main(int argc, char** argv) {
       options.isolate_primary = true;
     } else if (std::strcmp(argument, "--wipe") == 0) {
       options.wipe = true;
+    } else if (std::strcmp(argument, "--grid-faults") == 0) {
+      options.grid_faults = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
@@ -2064,7 +2101,7 @@ int main(int argc, char** argv) {
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
                      "[--ticks=N] [--crashes] [--faults] [--storage-faults] [--slow-disk] "
                      "[--forged] [--clock-skew] [--lost=K] [--isolate-primary] [--wipe] "
-                     "SEED...\n"
+                     "[--grid-faults] SEED...\n"
                      "  --clock-skew       each replica's own wall clock: offset up to 3 s "
                      "either way, drift up to 1%%, now and then a step\n"
                      "  --lost=K           K replicas (the primary first) crash for good in the "
@@ -2074,7 +2111,9 @@ int main(int argc, char** argv) {
                      "  --isolate-primary  now and then cut the view's primary off from the other "
                      "replicas (both ways, outgoing or incoming only) for 10-500 ticks\n"
                      "  --wipe             once, a crashed replica's data file is lost; it comes "
-                     "back as `tally recover` makes it (3 or more replicas, not with --lost)\n");
+                     "back as `tally recover` makes it (3 or more replicas, not with --lost)\n"
+                     "  --grid-faults      with --storage-faults: the faulty replicas' grids too "
+                     "(a checkpoint's damaged blocks are fetched from peers at open)\n");
         return 2;
       }
       seeds.push_back(seed);
@@ -2097,6 +2136,10 @@ int main(int argc, char** argv) {
                  "--lost=1).\n",
                  options.lost, options.replica_count,
                  vsr::quorums(options.replica_count).replication, options.lost);
+    return 2;
+  }
+  if (options.grid_faults && !options.storage_faults) {
+    std::fprintf(stderr, "simulator: --grid-faults needs --storage-faults (the same replicas)\n");
     return 2;
   }
   if (options.wipe && (options.replica_count < 3 || options.lost > 0 || !options.crashes)) {
