@@ -24,8 +24,9 @@
 // handed to CheckpointRestorer), the sessions block, and each session's reply. A damaged
 // manifest, state or sessions block ends the read early: the callback runs with damaged() set
 // (the state machine then holds a partial state, which the next open() replaces whole), and the
-// replica fetches the blocks from peers (replica_open.hpp). A damaged reply only makes that
-// session's duplicate requests go unanswered (reply_available()).
+// replica fetches the blocks from peers (replica_open.hpp). A damaged reply is counted
+// (replies_damaged()): a cluster replica fetches it from peers the same way; until then, or for
+// good on a single replica, that session's duplicate requests go unanswered (reply_available()).
 //
 // At most io_depth reads or writes are in flight; buffers are allocated at construction.
 #pragma once

@@ -100,7 +100,10 @@ void Replica<S, Bus, Clock>::checkpoint_opened_callback(void* context) {
   TALLY_ASSERT(self->status_ == ReplicaStatus::opening && self->commit_min_ == 0);
   TALLY_ASSERT(!self->checkpoint_store_.busy());  // Read whole, or up to a damaged block.
   const journal::CheckpointReference& checkpoint = self->superblock_.working().checkpoint;
-  if (self->checkpoint_store_.damaged()) {
+  // A damaged block, or (in a cluster) a damaged stored reply, which peers at the same
+  // checkpoint hold too: before a client's retry needs it.
+  if (self->checkpoint_store_.damaged() ||
+      (!self->solo() && self->checkpoint_store_.replies_damaged() > 0)) {
     self->checkpoint_repair_start();
     return;
   }
@@ -113,19 +116,22 @@ void Replica<S, Bus, Clock>::checkpoint_opened_callback(void* context) {
   self->wal_recover();
 }
 
-// A block of the durable checkpoint did not verify: the replica opens at the checkpoint's op
-// without its state, as after a crash in a state sync, and once open walks its own checkpoint
-// like a sync target (replica_sync.hpp): what verifies here stays, what does not is fetched
-// from peers, whose checkpoints of the same op are the same blocks at the same addresses. A peer
-// that has moved on may have reused a block: the walk then stalls and retargets to the primary's
-// newer checkpoint, an ordinary state sync. Nothing is written to the superblock: the blocks
-// fetched go where this very checkpoint names them, and a crash meanwhile finds the rest
+// A block of the durable checkpoint, or a stored reply, did not verify: the replica opens at the
+// checkpoint's op without its state, as after a crash in a state sync, and once open walks its
+// own checkpoint like a sync target (replica_sync.hpp): what verifies here stays, what does not
+// is fetched from peers, whose checkpoints of the same op are the same blocks at the same
+// addresses (and the same replies). A peer that has moved on may have reused a block: the walk
+// then stalls and retargets to the primary's newer checkpoint, an ordinary state sync; a reply
+// no peer holds any more is left out, as in a sync. Nothing is written to the superblock: the
+// pieces fetched go where this very checkpoint names them, and a crash meanwhile finds the rest
 // damaged again.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::checkpoint_repair_start() {
-  TALLY_ASSERT(status_ == ReplicaStatus::opening && checkpoint_store_.damaged());
+  TALLY_ASSERT(status_ == ReplicaStatus::opening);
+  TALLY_ASSERT(checkpoint_store_.damaged() || checkpoint_store_.replies_damaged() > 0);
   const journal::CheckpointReference& checkpoint = superblock_.working().checkpoint;
   if (solo()) {
+    TALLY_ASSERT(checkpoint_store_.damaged());  // A damaged reply alone is left unanswered.
     base::fatal(base::FatalReason::data_file_invalid,
                 "grid block %u of the checkpoint at op %llu is damaged, and a single replica has "
                 "no peer to repair it from",

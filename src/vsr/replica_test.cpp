@@ -1243,6 +1243,30 @@ TEST_CASE("replica cluster of three: damaged grid blocks of a checkpoint are fet
   CHECK(!cluster.replica(2).syncing());
 }
 
+TEST_CASE("replica cluster of three: a damaged stored reply is fetched at open") {
+  // Goal: a replica whose checkpoint's stored reply of a session does not verify fetches it
+  // from a peer at open (the same checkpoint holds the same reply), so that the client's retry
+  // is answered by any replica; before, it stayed unanswered until the client's next request.
+  Cluster cluster(3);
+  TestClient quiet{cluster, 71};
+  TestClient busy{cluster, 72};
+  REQUIRE(quiet.register_session().has_value());
+  const Account first[] = {account_make(1)};
+  REQUIRE(quiet.create_accounts(first, nullptr).has_value());
+  REQUIRE(busy.register_session().has_value());
+  accounts_submit(busy, 2, cluster.replica(0).checkpoint_interval() + 5);
+  cluster.run(20);
+  REQUIRE(cluster.replica(2).checkpoint_op_durable() > 0);
+  const std::optional<u32> index = cluster.replica(2).sessions().find(71);
+  REQUIRE(index.has_value());
+  cluster.crash(2);
+  cluster.nodes[2].storage->inject_read_error(cluster.layout.client_reply_offset(*index));
+  cluster.open(2);
+  CHECK(cluster.replica(2).stats().checkpoint_repairs == 1);
+  CHECK(run_until_synced(cluster, 2, 0));
+  CHECK(cluster.replica(2).sessions().reply_available(*index));
+}
+
 TEST_CASE("replica cluster of three: a sync interrupted by a crash resumes from the superblock") {
   Cluster cluster(3);
   TestClient client{cluster, 61};
