@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the simulator (tests/simulator/simulator.cpp) over random seeds for a while: every run a
 # random replica count (1-6), client count and request count, with network faults, and at
-# random replica crashes, storage faults (in the WAL, and half the time in the grid too), a slow
-# backup disk, forged replica messages, skewed clocks, replicas lost for good (1 up to what the
-# cluster can lose), a primary cut off now and then, and a replica's data file lost and
-# recovered (--wipe), in the combinations the simulator accepts (--lost with --storage-faults
-# only where a survivor keeps an intact copy of every committed op: 5 or 6 replicas, --lost=1;
-# no --isolate-primary for a single replica; --wipe with --crashes, 3 or more replicas and no
-# --lost), until the time is up or a seed fails. A failure
+# random replica crashes, storage faults (in the WAL; half the time in the grid, half the time
+# in the superblock too), a slow backup disk, forged replica messages, skewed clocks, replicas
+# lost for good (1 up to what the cluster can lose), a primary cut off now and then, and a
+# replica's data file lost and recovered (--wipe), in the combinations the simulator accepts
+# (--lost with --storage-faults only where a survivor keeps an intact copy of every committed
+# op: 5 or 6 replicas, --lost=1; no --isolate-primary for a single replica; --wipe with
+# --crashes, 3 or more replicas and no --lost), until the time is up or a seed fails. A failure
 # prints the simulator's message and the exact command that reproduces it, and the script exits
 # 1. Runs in which a replica caught up by state sync are counted too. With SIMULATOR_LONG_LOG
 # set to a file, every passing run's command and summary line are appended to it (a record of
@@ -67,6 +67,9 @@ worker() {
       arguments+=(--storage-faults)
       if ((RANDOM % 2 == 0)); then
         arguments+=(--grid-faults)
+      fi
+      if ((RANDOM % 2 == 0)); then
+        arguments+=(--superblock-faults)
       fi
     fi
     if ((RANDOM % 4 == 0)); then

@@ -3,7 +3,7 @@
 //
 //   simulator [--replicas=N] [--clients=N] [--requests=N] [--ticks=N] [--crashes] [--faults]
 //             [--storage-faults] [--slow-disk] [--forged] [--clock-skew] [--lost=K]
-//             [--isolate-primary] [--wipe] [--grid-faults] SEED...
+//             [--isolate-primary] [--wipe] [--grid-faults] [--superblock-faults] SEED...
 //
 // Each run builds the cluster, lets every client register and send its requests (a random mix
 // of account and transfer creations, exact repeats, and lookups; tests/simulator/
@@ -14,7 +14,8 @@
 // suffer latent sector errors and bit flips, and (with --slow-disk) one replica's writes take
 // tens of ticks, so that the cluster commits without it and its write queue fills; with
 // --grid-faults those replicas' grids are damaged too, which a replica repairs from its peers
-// when it reads its checkpoint at open.
+// when it reads its checkpoint at open, and with --superblock-faults their superblock copies
+// (read errors, bit flips, torn writes), which the quorum of four copies survives.
 // With --forged a node that is no replica (attached to the network as one more client) sends,
 // a few times per 100 ticks, well-formed replica messages (prepare, prepare_ok, commit,
 // get_prepare) with valid checksums to random replicas: views below, at and above the current
@@ -235,6 +236,7 @@ struct Options {
   bool isolate_primary = false;
   bool wipe = false;
   bool grid_faults = false;
+  bool superblock_faults = false;
   u64 ticks_max = 200'000;
 };
 
@@ -518,6 +520,14 @@ class Simulation {
       const journal::Zone grid = layout_.zone(journal::ZoneKind::grid);
       const io::sim::FaultZone fault_zone{
           .offset = grid.offset, .size = grid.size, .read_fault_divisor = 20};
+      storage.faults_allow(io::sim::Fault::read_error, fault_zone);
+      storage.faults_allow(io::sim::Fault::bit_flip, fault_zone);
+      storage.faults_allow(io::sim::Fault::torn_write, fault_zone);
+    }
+    if (options_.superblock_faults) {
+      // At the WAL's rates: the copies are read at every open and after every update's writes.
+      const journal::Zone superblock = layout_.zone(journal::ZoneKind::superblock);
+      const io::sim::FaultZone fault_zone{.offset = superblock.offset, .size = superblock.size};
       storage.faults_allow(io::sim::Fault::read_error, fault_zone);
       storage.faults_allow(io::sim::Fault::bit_flip, fault_zone);
       storage.faults_allow(io::sim::Fault::torn_write, fault_zone);
@@ -2093,6 +2103,8 @@ int main(int argc, char** argv) {
       options.wipe = true;
     } else if (std::strcmp(argument, "--grid-faults") == 0) {
       options.grid_faults = true;
+    } else if (std::strcmp(argument, "--superblock-faults") == 0) {
+      options.superblock_faults = true;
     } else {
       char* end = nullptr;
       const u64 seed = std::strtoull(argument, &end, 10);
@@ -2101,7 +2113,7 @@ int main(int argc, char** argv) {
                      "usage: simulator [--replicas=N] [--clients=N] [--requests=N] "
                      "[--ticks=N] [--crashes] [--faults] [--storage-faults] [--slow-disk] "
                      "[--forged] [--clock-skew] [--lost=K] [--isolate-primary] [--wipe] "
-                     "[--grid-faults] SEED...\n"
+                     "[--grid-faults] [--superblock-faults] SEED...\n"
                      "  --clock-skew       each replica's own wall clock: offset up to 3 s "
                      "either way, drift up to 1%%, now and then a step\n"
                      "  --lost=K           K replicas (the primary first) crash for good in the "
@@ -2113,7 +2125,9 @@ int main(int argc, char** argv) {
                      "  --wipe             once, a crashed replica's data file is lost; it comes "
                      "back as `tally recover` makes it (3 or more replicas, not with --lost)\n"
                      "  --grid-faults      with --storage-faults: the faulty replicas' grids too "
-                     "(a checkpoint's damaged blocks are fetched from peers at open)\n");
+                     "(a checkpoint's damaged blocks are fetched from peers at open)\n"
+                     "  --superblock-faults  with --storage-faults: the faulty replicas' "
+                     "superblock copies too\n");
         return 2;
       }
       seeds.push_back(seed);
@@ -2138,8 +2152,10 @@ int main(int argc, char** argv) {
                  vsr::quorums(options.replica_count).replication, options.lost);
     return 2;
   }
-  if (options.grid_faults && !options.storage_faults) {
-    std::fprintf(stderr, "simulator: --grid-faults needs --storage-faults (the same replicas)\n");
+  if ((options.grid_faults || options.superblock_faults) && !options.storage_faults) {
+    std::fprintf(stderr,
+                 "simulator: --grid-faults and --superblock-faults need --storage-faults (the "
+                 "same replicas)\n");
     return 2;
   }
   if (options.wipe && (options.replica_count < 3 || options.lost > 0 || !options.crashes)) {
