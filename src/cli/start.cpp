@@ -221,7 +221,15 @@ int command_start(std::span<char*> arguments) {
   std::fflush(stdout);
 
   CapacityWarning capacity_warning;
+  // State sync (docs/vsr-protocol.md), logged when a checkpoint from peers is in: how long since
+  // the sync began (or since the replica opened, for a repair of its own checkpoint), and what
+  // came over the network.
   u64 syncs_logged = 0;
+  u64 syncs_started_seen = 0;
+  u64 sync_began_ns = server->time.monotonic_ns();
+  u64 sync_bytes_logged = 0;
+  u64 sync_pieces_logged = 0;
+  u64 sync_found_logged = 0;
   if (server->replica->stats().checkpoint_repairs > 0) {
     std::printf("tally: replica %u: blocks of the checkpoint at op %lu are damaged; fetching "
                 "them from its peers\n",
@@ -235,13 +243,28 @@ int command_start(std::span<char*> arguments) {
     server->replica->tick();
     server->bus.tick();
     capacity_warning.tick(*server->replica);
-    // State sync (docs/vsr-protocol.md): the replica now holds a peer's checkpoint.
-    if (server->replica->stats().syncs_done != syncs_logged) {
-      syncs_logged = server->replica->stats().syncs_done;
-      std::printf("tally: replica %u synced to the checkpoint at op %lu from its peers\n",
+    const vsr::ReplicaStats& stats = server->replica->stats();
+    if (stats.syncs_started != syncs_started_seen) {
+      syncs_started_seen = stats.syncs_started;
+      sync_began_ns = server->time.monotonic_ns();
+    }
+    if (stats.syncs_done != syncs_logged) {
+      syncs_logged = stats.syncs_done;
+      const u64 elapsed_ms = (server->time.monotonic_ns() - sync_began_ns) / 1'000'000;
+      const u64 bytes = stats.sync_bytes_fetched - sync_bytes_logged;
+      std::printf("tally: replica %u synced to the checkpoint at op %lu from its peers in "
+                  "%lu.%03lu s: %lu pieces fetched (%.1f MiB), %lu found here\n",
                   superblock.replica,
-                  static_cast<unsigned long>(server->replica->checkpoint_op_durable()));
+                  static_cast<unsigned long>(server->replica->checkpoint_op_durable()),
+                  static_cast<unsigned long>(elapsed_ms / 1000),
+                  static_cast<unsigned long>(elapsed_ms % 1000),
+                  static_cast<unsigned long>(stats.sync_pieces_fetched - sync_pieces_logged),
+                  static_cast<double>(bytes) / (1024.0 * 1024.0),
+                  static_cast<unsigned long>(stats.sync_pieces_found - sync_found_logged));
       std::fflush(stdout);
+      sync_bytes_logged = stats.sync_bytes_fetched;
+      sync_pieces_logged = stats.sync_pieces_fetched;
+      sync_found_logged = stats.sync_pieces_found;
     }
   }
 

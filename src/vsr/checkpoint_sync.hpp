@@ -163,6 +163,7 @@ class CheckpointSync {
     session_next_ = 0;
     pieces_fetched_ = 0;
     pieces_found_ = 0;
+    bytes_fetched_ = 0;
     replies_left_out_ = 0;
     invalid_ = false;
     pump();
@@ -184,6 +185,8 @@ class CheckpointSync {
   u64 op() const { return op_; }
   u64 pieces_fetched() const { return pieces_fetched_; }
   u64 pieces_found() const { return pieces_found_; }
+  // The used bytes of the pieces fetched (what a sync moves over the network).
+  u64 bytes_fetched() const { return bytes_fetched_; }
   u32 replies_left_out() const { return replies_left_out_; }
 
   // The pieces to ask peers for now: those never asked for, and those asked for resend_ticks
@@ -257,6 +260,7 @@ class CheckpointSync {
       // sessions name is what is written.
       TALLY_ASSERT(kind != BlockKind::reply || size == sessions_[index].reply.size);
       pieces_fetched_ += 1;
+      bytes_fetched_ += size;
       slot_write(&slot, size);
       invariants();
       return true;
@@ -621,6 +625,7 @@ class CheckpointSync {
   u32 session_next_ = 0;
   u64 pieces_fetched_ = 0;
   u64 pieces_found_ = 0;
+  u64 bytes_fetched_ = 0;
   u32 replies_left_out_ = 0;
   u32 reply_asks_max_ = 0;  // Asks of a reply before it is left out: every peer, and one more.
 };

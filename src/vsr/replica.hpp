@@ -139,6 +139,11 @@ struct ReplicaStats {
   u64 syncs_started = 0;          // State syncs begun (a peer's checkpoint asked for).
   u64 syncs_retargeted = 0;       // Given up for a newer checkpoint (blocks gone).
   u64 syncs_done = 0;             // Checkpoints installed from peers.
+  // Over every walk of a sync (retargeted ones too): pieces fetched from peers and their used
+  // bytes, and pieces found intact in this data file.
+  u64 sync_pieces_fetched = 0;
+  u64 sync_bytes_fetched = 0;
+  u64 sync_pieces_found = 0;
   // Opens that found a block of the durable checkpoint damaged, and fetched it from peers (each
   // then counts as a sync too).
   u64 checkpoint_repairs = 0;
@@ -410,6 +415,7 @@ class Replica {
   void sync_quiesce_try();
   void sync_install();
   void sync_installed();
+  void sync_walk_count();
   void sync_anchor(const journal::CheckpointReference& reference);
   void sync_fetch_start();
   static void sync_wanted_callback(void* context);

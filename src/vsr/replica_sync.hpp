@@ -330,14 +330,24 @@ void Replica<S, Bus, Clock>::sync_retarget() {
   // Only with a reason: a target no replica wrote, or a newer checkpoint at the primary.
   TALLY_ASSERT(sync_.invalid() || primary_checkpoint_op_ > sync_target_op_);
   sync_.abort();
+  sync_walk_count();
   stats_.syncs_retargeted += 1;
   sync_stage_ = SyncStage::retarget;
+}
+
+// A walk's pieces, into the stats (once per walk: at its end, or when it is given up).
+template <journal::Storage S, MessageBus Bus, Time Clock>
+void Replica<S, Bus, Clock>::sync_walk_count() {
+  stats_.sync_pieces_fetched += sync_.pieces_fetched();
+  stats_.sync_bytes_fetched += sync_.bytes_fetched();
+  stats_.sync_pieces_found += sync_.pieces_found();
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::sync_fetched_callback(void* context) {
   auto* self = static_cast<Replica*>(context);
   TALLY_ASSERT(self->sync_stage_ == SyncStage::fetch);
+  self->sync_walk_count();
   self->sync_stage_ = SyncStage::open;
   const journal::CheckpointReference& reference = self->superblock_.working().checkpoint;
   TALLY_ASSERT(reference.op == self->sync_target_op_);
