@@ -47,6 +47,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <optional>
@@ -185,7 +186,10 @@ class Replica {
     sessions_.init(clients_max, message_size_max);
     scratch_reply_.init(message_size_max);
     commit_read_.context = this;
-    repair_read_.context = this;
+    for (RepairRead& slot : repair_reads_) {
+      slot.read.context = &slot;
+      slot.replica = this;
+    }
     for (ServeSlot& slot : serve_slots_) {
       slot.read.context = &slot;
       slot.replica = this;
@@ -416,6 +420,7 @@ class Replica {
   void sync_install();
   void sync_installed();
   void sync_walk_count();
+  bool sync_needed() const;
   void sync_anchor(const journal::CheckpointReference& reference);
   void sync_fetch_start();
   static void sync_wanted_callback(void* context);
@@ -505,12 +510,23 @@ class Replica {
   Timeout get_view_timeout_{"get_view", view_change_message_ticks * 2};
   Timeout view_change_status_timeout_{"view_change_status", view_change_status_ticks};
 
-  // Reads: one for commits (and replay), one for repairs answered from the WAL.
+  // Reads: one for commits (and replay), and the rest the WAL allows for repairs answered from
+  // the WAL (on_get_prepare()); each holds its message only while its read is in flight.
   typename journal::Wal<S>::Read commit_read_;
   base::Message* commit_read_message_ = nullptr;
-  typename journal::Wal<S>::Read repair_read_;
-  base::Message* repair_read_message_ = nullptr;
-  u8 repair_read_to_ = 0;
+  struct RepairRead {
+    typename journal::Wal<S>::Read read;
+    Replica* replica = nullptr;
+    base::Message* message = nullptr;
+    u8 to = 0;
+  };
+  static constexpr u32 repair_reads_max = journal::wal_read_count_max - 1;
+  std::array<RepairRead, repair_reads_max> repair_reads_;
+  u32 repair_reads_in_flight() const {
+    u32 count = 0;
+    for (const RepairRead& slot : repair_reads_) count += slot.message != nullptr ? 1 : 0;
+    return count;
+  }
 
   // State sync (replica_sync.hpp).
   CheckpointSync<S> sync_;
@@ -656,9 +672,9 @@ void Replica<S, Bus, Clock>::grid_capacity_check(const journal::Layout& layout,
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::release_messages() {
   // Writes and reads still in flight belong to a storage that is going away with us (a crash in
-  // the simulator, or process exit): their buffers are given back too. The two reads' messages
+  // the simulator, or process exit): their buffers are given back too. The reads' messages
   // are held only while their reads are in flight.
-  TALLY_ASSERT(u32{commit_read_message_ != nullptr} + u32{repair_read_message_ != nullptr} <=
+  TALLY_ASSERT(u32{commit_read_message_ != nullptr} + repair_reads_in_flight() <=
                log_.wal().reads_in_flight());
   pipeline_.release();
   request_queue_.release();
@@ -666,9 +682,11 @@ void Replica<S, Bus, Clock>::release_messages() {
   log_.release();
   base::MessagePool& messages = pool();
   if (commit_read_message_ != nullptr) messages.unref(commit_read_message_);
-  if (repair_read_message_ != nullptr) messages.unref(repair_read_message_);
+  for (RepairRead& slot : repair_reads_) {
+    if (slot.message != nullptr) messages.unref(slot.message);
+    slot.message = nullptr;
+  }
   commit_read_message_ = nullptr;
-  repair_read_message_ = nullptr;
 }
 
 template <journal::Storage S, MessageBus Bus, Time Clock>
@@ -760,8 +778,8 @@ void Replica<S, Bus, Clock>::invariants() const {
   for (const ServeSlot& slot : serve_slots_) {
     TALLY_ASSERT(!slot.busy || (slot.to < options_.replica_count && slot.to != options_.replica));
   }
-  // The two reads' messages are held only while their reads are in flight.
-  TALLY_ASSERT(u32{commit_read_message_ != nullptr} + u32{repair_read_message_ != nullptr} <=
+  // The reads' messages are held only while their reads are in flight.
+  TALLY_ASSERT(u32{commit_read_message_ != nullptr} + repair_reads_in_flight() <=
                log_.wal().reads_in_flight());
   // State sync: never alone; a target while one is under way; from the install on, the log is
   // anchored at the target's op, which is the executed one, and no checkpoint of its own is

@@ -74,6 +74,17 @@ bool Replica<S, Bus, Clock>::syncing() const {
          (sync_stage_ != SyncStage::none && sync_stage_ != SyncStage::target);
 }
 
+// Whether a normal backup cannot catch up by repair: the primary's WAL no longer holds the op
+// after commit_min (its slot went to an op a WAL's length above it: no peer is sure to hold it,
+// and the cluster will not wait); or the primary's checkpoint is above this replica's head, so
+// that the headers it lacks may be of ops the primary never held (it took a checkpoint from its
+// peers: seed 3979773473804481688, a backup asked such a primary for them for ever), and the
+// checkpoint covers them anyway.
+template <journal::Storage S, MessageBus Bus, Time Clock>
+bool Replica<S, Bus, Clock>::sync_needed() const {
+  return op_seen_max_ > commit_min_ + log_.slot_count() || primary_checkpoint_op_ > log_.op();
+}
+
 // Every tick: whether to start a sync, and the next step of one in progress.
 template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::sync_tick() {
@@ -81,9 +92,7 @@ void Replica<S, Bus, Clock>::sync_tick() {
   switch (sync_stage_) {
     case SyncStage::none: {
       if (solo() || primary() || status_ != ReplicaStatus::normal) return;
-      // The primary's WAL no longer holds the op after commit_min: its slot went to an op a
-      // WAL's length above it. No peer is sure to hold it, and the cluster will not wait.
-      if (op_seen_max_ <= commit_min_ + log_.slot_count()) return;
+      if (!sync_needed()) return;
       sync_stage_ = SyncStage::target;
       sync_asked_ = 0;
       stats_.syncs_started += 1;
@@ -92,8 +101,7 @@ void Replica<S, Bus, Clock>::sync_tick() {
       return;
     }
     case SyncStage::target:
-      if (sync_target_op_ == 0 &&
-          (primary() || op_seen_max_ <= commit_min_ + log_.slot_count())) {
+      if (sync_target_op_ == 0 && (primary() || !sync_needed())) {
         // Caught up meanwhile (a peer did hold the ops after all), or made primary by a view
         // change (a primary never syncs: it has what the view needs): no sync.
         sync_stage_ = SyncStage::none;

@@ -999,29 +999,30 @@ bool run_until_synced(Cluster& nodes, u8 index, u64 syncs_before, u32 steps_max 
   return false;
 }
 
-// Replicas 0 and 2 go nearly a WAL past replica 1 (down); then replica 2 goes down for good and
-// replica 0 prepares one op per waiting client that nobody acknowledges, above what replica 1's
-// WAL can hold (up to its checkpoint plus a WAL); replica 0 restarts (a primary does not keep
-// its role by itself). Returns replica 0's head: its log is the only one that reaches it.
-// `id` is the next account id free.
+// Replicas 0 and `other` go nearly a WAL past replica `behind` (down); then `other` goes down
+// and replica 0 prepares one op per waiting client that nobody acknowledges, above what
+// `behind`'s WAL can hold (up to its checkpoint plus a WAL); replica 0 restarts (a primary does
+// not keep its role by itself). Returns replica 0's head: its log is the only one that reaches
+// it. `id` is the next account id free.
 u64 head_beyond_a_backups_wal(Cluster& nodes, TestClient& client,
-                              std::span<TestClient> waiting, u128& id) {
+                              std::span<TestClient> waiting, u128& id, u8 behind = 1,
+                              u8 other = 2) {
   const u64 slot_count = nodes.layout.config().slot_count;
   REQUIRE(client.register_session().has_value());
-  for (TestClient& other : waiting) REQUIRE(other.register_session().has_value());
-  nodes.crash(1);
-  const u64 behind = nodes.replica(2).commit_min();
-  accounts_submit(client, 1, slot_count - behind - 2);
-  nodes.crash(2);
+  for (TestClient& waiter : waiting) REQUIRE(waiter.register_session().has_value());
+  nodes.crash(behind);
+  const u64 behind_commit = nodes.replica(other).commit_min();
+  accounts_submit(client, 1, slot_count - behind_commit - 2);
+  nodes.crash(other);
   id = slot_count;
-  for (TestClient& other : waiting) {
+  for (TestClient& waiter : waiting) {
     const Account accounts[] = {account_make(id)};
     id += 1;
-    CHECK_FALSE(other.create_accounts(accounts, nullptr).has_value());
+    CHECK_FALSE(waiter.create_accounts(accounts, nullptr).has_value());
   }
   const u64 head = nodes.replica(0).op();
   REQUIRE(head > slot_count);
-  REQUIRE(head <= behind + slot_count);  // Repair, not state sync, can bring replica 1 back.
+  REQUIRE(head <= behind_commit + slot_count);  // Repair, not state sync, can bring it back.
   nodes.crash(0);
   nodes.open(0);
   return head;
@@ -1067,27 +1068,30 @@ TEST_CASE("replica cluster of three: a backup's join_view reaches the view's hea
   TestClient client{cluster, 64};
   TestClient waiting[] = {{cluster, 65}, {cluster, 66}, {cluster, 67}, {cluster, 68}};
   u128 id = 0;
-  const u64 head = head_beyond_a_backups_wal(cluster, client, waiting, id);
+  // Replica 2 is the one behind: the next view's primary is replica 1 (replica 0's views are
+  // those of 3k), so replica 2's join_view goes over the network.
+  const u64 head = head_beyond_a_backups_wal(cluster, client, waiting, id, 2, 1);
   const u64 committed = cluster.replica(0).commit_max();
   const u64 accounts_committed = cluster.replica(0).state_machine().ledger().account_count();
-  cluster.open(1);
-  // Replica 1 takes replica 0's view; its WAL holds only part of the view's log.
+  cluster.open(2);
+  // Replica 2 takes replica 0's view; its WAL holds only part of the view's log.
   bool installed = false;
   for (u32 step = 0; step < 5000 && !installed; step += 1) {
     cluster.step();
     installed = cluster.replica(0).primary_normal() &&
-                cluster.replica(1).status() == vsr::ReplicaStatus::normal &&
-                cluster.replica(1).log_view() == cluster.replica(0).view();
+                cluster.replica(2).status() == vsr::ReplicaStatus::normal &&
+                cluster.replica(2).log_view() == cluster.replica(0).view();
   }
   REQUIRE(installed);
-  REQUIRE(cluster.replica(1).op() < head);
-  // Replica 0 goes before replica 1 catches up; replica 2, with the log of view 0, comes back.
+  REQUIRE(cluster.replica(2).op() < head);
+  REQUIRE(cluster.replica(0).view() % 3 == 0);
+  // Replica 0 goes before replica 2 catches up; replica 1, with the log of view 0, comes back.
   cluster.crash(0);
-  cluster.open(2);
+  cluster.open(1);
   u64 join_view_op = 0;
   cluster.network.tamper = [&join_view_op](Network::Packet& packet) {
     const Header& header = packet.message->header();
-    if (header.command == Command::join_view && header.replica == 1) {
+    if (header.command == Command::join_view && header.replica == 2) {
       join_view_op = header.join_view.op;
     }
   };
