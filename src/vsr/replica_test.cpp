@@ -1107,7 +1107,8 @@ TEST_CASE("replica cluster of three: a backup's join_view reaches the view's hea
   const u8 primary = cluster.primary_index();
   REQUIRE(primary < 3);
   CHECK(cluster.replica(primary).commit_min() > committed);
-  CHECK(cluster.replica(primary).state_machine().ledger().account_count() == accounts_committed + 1);
+  CHECK(cluster.replica(primary).state_machine().ledger().account_count() ==
+        accounts_committed + 1);
 }
 
 TEST_CASE("replica cluster of three: prepares name the checkpoint before their own") {

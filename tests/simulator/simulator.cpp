@@ -679,9 +679,8 @@ class Simulation {
                       u64{options_.client_count} * options_.requests_per_client) {
       return;
     }
-    if (options_.storage_faults && (node.index == 0 || node.index >= storage_faults_end(options_))) {
-      return;
-    }
+    const bool faulty = node.index != 0 && node.index < storage_faults_end(options_);
+    if (options_.storage_faults && !faulty) return;
     if (!wipe_prng_.chance(Ratio{.numerator = 1, .denominator = 3})) return;
     wiped_ = true;
     node.wiped_head = head;
