@@ -535,6 +535,13 @@ class Replica {
   u64 primary_checkpoint_op_ = 0;  // The view's primary's durable checkpoint, as last heard.
   journal::CheckpointReference sync_target_{};
   u64 sync_target_op_ = 0;  // sync_target_'s op while a sync has one; 0 otherwise.
+  // The sync is of this replica's own durable checkpoint, found damaged at open
+  // (checkpoint_repair_start()), and has not retargeted: its log is its own, executed up to
+  // commit_min once, so it acknowledges the prepares it holds and joins view changes (never as
+  // their primary: it has no state to execute). Without that, a cluster that needed it (two
+  // replicas, its peer behind its checkpoint and so unable to supply the blocks) waited for ever
+  // (seed 7185514167986241581).
+  bool sync_repairing_ = false;
   u32 sync_asked_ = 0;      // get_blocks(checkpoint) sent for this target search.
   Timeout sync_timeout_{"sync", repair_ticks};
   // Serving get_blocks: a few reads at once, each into its own whole-message buffer.
@@ -794,6 +801,8 @@ void Replica<S, Bus, Clock>::invariants() const {
     TALLY_ASSERT(!checkpointing_);
   }
   TALLY_ASSERT(!syncing() || !primary_normal());
+  // Repairing its own checkpoint is a kind of sync, never a primary's view change.
+  TALLY_ASSERT(!sync_repairing_ || (syncing() && !(primary() && log_chosen_)));
 }
 
 }  // namespace tally::vsr

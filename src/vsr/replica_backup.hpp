@@ -151,8 +151,9 @@ template <journal::Storage S, MessageBus Bus, Time Clock>
 void Replica<S, Bus, Clock>::prepare_ok_send(const Header& prepare) {
   TALLY_ASSERT(prepare.command == Command::prepare && prepare.prepare.op > 0);
   if (status_ != ReplicaStatus::normal || primary()) return;
-  // A syncing replica's state is not its commit_min's: it vouches for nothing yet.
-  if (syncing()) return;
+  // A syncing replica's state is not its commit_min's: it vouches for nothing yet (but one
+  // repairing its own checkpoint holds its own log: sync_repairing_).
+  if (syncing() && !sync_repairing_) return;
   if (view_durable() != view_ || log_view_durable() != view_) return;
   // Only what is durable here, as the entry of its op: a walk of the write queue.
   TALLY_ASSERT_SLOW(log_.header(prepare.prepare.op) != nullptr &&

@@ -139,6 +139,7 @@ void Replica<S, Bus, Clock>::checkpoint_repair_start() {
                 static_cast<unsigned long long>(checkpoint.op));
   }
   stats_.checkpoint_repairs += 1;
+  sync_repairing_ = true;
   checkpoint_store_.reset();
   sync_anchor(checkpoint);
   sync_stage_ = SyncStage::install;  // As installed: the walk starts once opened.

@@ -339,6 +339,7 @@ void Replica<S, Bus, Clock>::sync_retarget() {
   TALLY_ASSERT(sync_.invalid() || primary_checkpoint_op_ > sync_target_op_);
   sync_.abort();
   sync_walk_count();
+  sync_repairing_ = false;  // A peer's newer checkpoint from here: an ordinary sync.
   stats_.syncs_retargeted += 1;
   sync_stage_ = SyncStage::retarget;
 }
@@ -381,6 +382,7 @@ void Replica<S, Bus, Clock>::sync_opened_callback(void* context) {
   self->checkpointer_.done(self->state_machine_);
   self->sync_stage_ = SyncStage::none;
   self->sync_target_op_ = 0;
+  self->sync_repairing_ = false;
   self->stats_.syncs_done += 1;
   // A view change that began while the target was being installed took its join_view headers
   // from the log as it was then, below the checkpoint now (and a restart brings those back): it

@@ -227,8 +227,9 @@ void Replica<S, Bus, Clock>::join_view_send() {
   if (status_ != ReplicaStatus::view_change || log_view_ >= view_) return;
   // A syncing replica stays out of view changes: it could not start a view as primary, and
   // the log it would describe is not one it has executed up to. (Without it, a view-change
-  // quorum of the others still includes a holder of every committed op.)
-  if (syncing()) return;
+  // quorum of the others still includes a holder of every committed op.) One repairing its
+  // own checkpoint describes its own log, as a backup only (sync_repairing_).
+  if (syncing() && !(sync_repairing_ && !primary())) return;
   if (view_durable() != view_ || log_view_durable() != log_view_) return;
   if (view_headers_.count == 0) return;  // No log to describe (its head's header was lost).
   // Only durable headers go out: a replica that has just taken new ones (after a state sync)
