@@ -14,8 +14,8 @@
 // suffer latent sector errors and bit flips, and (with --slow-disk) one replica's writes take
 // tens of ticks, so that the cluster commits without it and its write queue fills; with
 // --grid-faults those replicas' grids are damaged too, which a replica repairs from its peers
-// when it reads its checkpoint at open, and with --superblock-faults their superblock copies
-// (read errors, bit flips, torn writes), which the quorum of four copies survives.
+// when it reads its checkpoint at open, and with --superblock-faults one of their superblock
+// copies (read errors, bit flips), which the quorum of four copies survives.
 // With --forged a node that is no replica (attached to the network as one more client) sends,
 // a few times per 100 ticks, well-formed replica messages (prepare, prepare_ok, commit,
 // get_prepare) with valid checksums to random replicas: views below, at and above the current
@@ -386,7 +386,7 @@ class Simulation {
       // replica that runs, which is what the cluster promises to survive (docs/vsr-protocol.md,
       // "Fault model").
       if (options.storage_faults && index != 0 && index < storage_faults_end(options)) {
-        storage_faults_allow(*node.storage);
+        storage_faults_allow(*node.storage, index);
       }
       if (options.clock_skew) {
         node.clock.time().offset_set(
@@ -515,7 +515,7 @@ class Simulation {
   // role): what the cluster repairs from peers (a checkpoint's damaged grid blocks when it is
   // read, at open). Client replies are not repaired from peers yet (docs/vsr-protocol.md,
   // "Limits").
-  void storage_faults_allow(io::sim::Storage& storage) {
+  void storage_faults_allow(io::sim::Storage& storage, u8 index) {
     if (options_.grid_faults) {
       const journal::Zone grid = layout_.zone(journal::ZoneKind::grid);
       const io::sim::FaultZone fault_zone{
@@ -525,12 +525,18 @@ class Simulation {
       storage.faults_allow(io::sim::Fault::torn_write, fault_zone);
     }
     if (options_.superblock_faults) {
-      // At the WAL's rates: the copies are read at every open and after every update's writes.
+      // What the four copies are built to survive (docs/data-file.md): one bad copy at a time.
+      // Read errors and bit flips, at the WAL's rates, in one copy's slot of each faulty
+      // replica, and no torn write there: a crash in an update leaves new copies, the copy in
+      // flight and old ones, and one more bad copy could leave no version with two (seed
+      // 1676978063169256829, with faults in every slot and torn writes, found exactly that).
       const journal::Zone superblock = layout_.zone(journal::ZoneKind::superblock);
-      const io::sim::FaultZone fault_zone{.offset = superblock.offset, .size = superblock.size};
+      const u64 slot = index % journal::superblock_copies;
+      const io::sim::FaultZone fault_zone{
+          .offset = superblock.offset + slot * journal::superblock_copy_size,
+          .size = journal::superblock_copy_size};
       storage.faults_allow(io::sim::Fault::read_error, fault_zone);
       storage.faults_allow(io::sim::Fault::bit_flip, fault_zone);
-      storage.faults_allow(io::sim::Fault::torn_write, fault_zone);
     }
     const journal::Zone headers = layout_.zone(journal::ZoneKind::wal_headers);
     const journal::Zone prepares = layout_.zone(journal::ZoneKind::wal_prepares);
@@ -710,7 +716,7 @@ class Simulation {
                         node.index < storage_faults_end(options_);
     node.storage = storage_make(node.index, (options_.seed * 31 + node.index) ^ 0x3199ED);
     format(node, view + 2);
-    if (faulty) storage_faults_allow(*node.storage);
+    if (faulty) storage_faults_allow(*node.storage, node.index);
     node.wiped_head.reset();
     wipes_ += 1;
     replica_start(node);
