@@ -520,7 +520,11 @@ class Replica {
     base::Message* message = nullptr;
     u8 to = 0;
   };
-  static constexpr u32 repair_reads_max = journal::wal_read_count_max - 1;
+  // One for now. With 7 (the WAL's reads less the commit's), the long runs met two seeds in
+  // which two replicas stayed in view changes for ever (3029502305350549210 and
+  // 5944232866892332846, in ctest): both pass with one. The cause is not found yet.
+  static constexpr u32 repair_reads_max = 1;
+  static_assert(repair_reads_max <= journal::wal_read_count_max - 1);
   std::array<RepairRead, repair_reads_max> repair_reads_;
   u32 repair_reads_in_flight() const {
     u32 count = 0;

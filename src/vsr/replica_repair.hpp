@@ -251,9 +251,9 @@ void Replica<S, Bus, Clock>::on_get_prepare(base::Message* message) {
     return;
   }
   if (log_.dirty(op)) return;
-  // A free read, unless as many are in flight already (the asker asks again). Several at once:
-  // one at a time kept a replica catching up on real processes at 12-17 ops a second, each
-  // peer answering one get_prepare per 100 ms repair round.
+  // A free read, unless as many are in flight already (the asker asks again). One at a time
+  // keeps a replica catching up on real processes at 12-17 ops a second (each peer answers one
+  // get_prepare per 100 ms repair round); more are held back for now (repair_reads_max).
   RepairRead* slot = nullptr;
   for (RepairRead& candidate : repair_reads_) {
     if (candidate.message == nullptr) {
